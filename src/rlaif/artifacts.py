@@ -1,0 +1,171 @@
+"""RunDir: the one place that knows the on-disk layout of a run and its manifest.
+
+    runs/<name>/
+      config.yaml          the resolved config of the last stage started
+      manifest.json        per stage: status, config hash, inputs hash, timings
+      sft/ pairs/ labels/ reward/ rl/ eval/     one folder per stage
+
+A stage's *fingerprint* hashes its own config section, the fingerprints of the stages it reads,
+and the data files it reads. `rlaif run` skips a stage whose fingerprint matches a finished
+entry; anything else (a changed setting, a rerun upstream stage) makes it stale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rlaif.config import DatasetConfig, PipelineConfig, section_hash, to_yaml
+
+# command name -> folder name
+STAGE_DIRS = {"sft": "sft", "pairs": "pairs", "label": "labels", "reward": "reward", "rl": "rl", "evaluate": "eval", "report": "report"}
+
+
+class StageInputError(RuntimeError):
+    """An upstream artifact is missing, unfinished or stale."""
+
+
+def is_main_process() -> bool:
+    """Rank 0 under torchrun / accelerate launch, or a plain single process."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def barrier() -> None:
+    """Wait for every process of a multi-process launch (no-op in a single process)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from accelerate import PartialState
+
+        PartialState().wait_for_everyone()
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temp file and rename, so a kill never leaves half a file behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def dataset_fingerprint(ds: DatasetConfig) -> str:
+    """Local files are hashed by content (by size and mtime above 64 MiB); Hub sources by name."""
+    h = hashlib.sha256(json.dumps([ds.path, ds.hub_config, ds.split, ds.fields, ds.limit, ds.skip]).encode())
+    path = Path(ds.path).expanduser()
+    if ds.is_local and path.is_file():
+        stat = path.stat()
+        if stat.st_size > 64 * 2**20:
+            h.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
+        else:
+            h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class StageRun:
+    """A stage in progress: where it writes and what identifies its inputs."""
+
+    stage: str
+    dir: Path
+    fingerprint: str
+    started: float
+    resumed: bool
+    """True when partial outputs of an interrupted run with the same fingerprint were kept."""
+
+
+class RunDir:
+    def __init__(self, cfg: PipelineConfig):
+        self.cfg = cfg
+        self.root = cfg.run_dir
+        self.manifest_path = self.root / "manifest.json"
+
+    # --- layout ---
+    def stage_dir(self, stage: str) -> Path:
+        return self.root / STAGE_DIRS[stage]
+
+    def manifest(self) -> dict:
+        if not self.manifest_path.exists():
+            return {"stages": {}}
+        return json.loads(self.manifest_path.read_text())
+
+    def entry(self, stage: str) -> dict | None:
+        return self.manifest()["stages"].get(stage)
+
+    # --- fingerprints ---
+    def fingerprint(self, stage: str, section: Any, upstream: tuple[str, ...], data: list[DatasetConfig]) -> str:
+        parts = {
+            "stage": stage,
+            "config": section_hash(section),
+            "seed": self.cfg.seed,
+            "upstream": {name: self.require(name, stage)["fingerprint"] for name in upstream},
+            "data": [dataset_fingerprint(ds) for ds in data],
+        }
+        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+    def require(self, upstream: str, by: str) -> dict:
+        """The manifest entry of a finished upstream stage, or a clear error saying what to run."""
+        entry = self.entry(upstream)
+        if entry is None or entry.get("status") != "done":
+            state = "has not run" if entry is None else f"is {entry.get('status')}"
+            raise StageInputError(
+                f"stage {by!r} needs the output of {upstream!r}, which {state} in {self.root}; "
+                f"run `rlaif {upstream} CONFIG` first (or `rlaif run CONFIG`)"
+            )
+        return entry
+
+    def is_fresh(self, stage: str, fingerprint: str) -> bool:
+        entry = self.entry(stage)
+        return bool(entry) and entry.get("status") == "done" and entry.get("fingerprint") == fingerprint
+
+    # --- lifecycle ---
+    def begin(self, stage: str, section: Any, upstream: tuple[str, ...] = (), data: list[DatasetConfig] = ()) -> StageRun:
+        fingerprint = self.fingerprint(stage, section, upstream, list(data))
+        out = self.stage_dir(stage)
+        previous = self.entry(stage) or {}
+        # Partial outputs are kept only when they were made with exactly these inputs and settings.
+        resumed = previous.get("fingerprint") == fingerprint and previous.get("status") != "done" and out.exists()
+        barrier()  # every rank has read the old entry before rank 0 rewrites it
+        if is_main_process():
+            if out.exists() and not resumed:
+                shutil.rmtree(out)
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.root / "config.yaml", to_yaml(self.cfg))
+            self._update(stage, {
+                "status": "running",
+                "fingerprint": fingerprint,
+                "config_hash": section_hash(section),
+                "upstream": list(upstream),
+                "started_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "attempts": previous.get("attempts", 0) + 1,
+            })
+        barrier()
+        return StageRun(stage, out, fingerprint, time.time(), resumed)
+
+    def finish(self, run: StageRun, metrics: dict | None = None) -> Path:
+        if is_main_process():
+            if metrics is not None:
+                write_json(run.dir / "metrics.json", metrics)
+            self._update(run.stage, {
+                "status": "done",
+                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "seconds": round(time.time() - run.started, 2),
+            })
+        return run.dir
+
+    def fail(self, stage: str, error: BaseException) -> None:
+        """Record why a stage stopped; its partial outputs stay for a resume with the same settings."""
+        if is_main_process() and (self.entry(stage) or {}).get("status") == "running":
+            self._update(stage, {"status": "failed", "error": f"{type(error).__name__}: {error}"[:2000]})
+
+    def _update(self, stage: str, fields: dict) -> None:
+        manifest = self.manifest()
+        manifest["stages"].setdefault(stage, {}).update(fields)
+        write_json(self.manifest_path, manifest)

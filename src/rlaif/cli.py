@@ -1,0 +1,117 @@
+"""`rlaif <stage> CONFIG [--set a.b=c ...]`, `rlaif run CONFIG`, `rlaif prepare [MODEL ...]`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from dataclasses import dataclass
+
+from rlaif.artifacts import RunDir, StageInputError
+from rlaif.config import ConfigError, DataConfig, PipelineConfig, describe, load_config
+from rlaif.data import DataError
+from rlaif.models import ModelLoadError
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    module: str
+    section: str
+    summary: str
+
+
+# Pipeline order. `rlaif run` walks this list; each module has run(cfg, rundir), UPSTREAM, data_sources(cfg).
+STAGES = [
+    Stage("sft", "rlaif.stages.sft", "sft", "supervised fine-tuning of the policy on posts + reference summaries"),
+]
+STAGE_BY_NAME = {s.name: s for s in STAGES}
+USER_ERRORS = (ConfigError, DataError, ModelLoadError, StageInputError, FileNotFoundError)
+
+
+def stage_help(stage: Stage) -> str:
+    section_cls = PipelineConfig.__dataclass_fields__[stage.section].default_factory
+    lines = [f"Fields of section `{stage.section}` (override with --set {stage.section}.FIELD=VALUE):"]
+    lines += describe(type(section_cls()), f"{stage.section}.")
+    lines += ["", "Shared fields of section `data`:"] + describe(DataConfig, "data.")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    top_fields = [line for line in describe(PipelineConfig) if line.startswith(("  name", "  output_dir", "  seed"))]
+    parser = argparse.ArgumentParser(
+        prog="rlaif",
+        description="RLAIF (and the RLHF baseline) for TL;DR summarization, one stage per command.",
+        epilog="Top-level config fields:\n" + "\n".join(top_fields) + "\n\nSee `rlaif STAGE --help` for each stage's fields.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for stage in STAGES:
+        p = sub.add_parser(stage.name, help=stage.summary, description=stage.summary, epilog=stage_help(stage),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        _add_config_args(p)
+        p.add_argument("--force", action="store_true", help="rerun even when the outputs are up to date")
+    p = sub.add_parser("run", help="run every stage in order, skipping those already up to date")
+    _add_config_args(p)
+    p = sub.add_parser("config", help="print the resolved config (after overrides) as YAML")
+    _add_config_args(p)
+    p = sub.add_parser("prepare", help="build the embedded models' cached folders (done by scripts/setup.sh)")
+    p.add_argument("models", nargs="*", default=["smollm2-135m", "tiny-random"])
+    return parser
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="pipeline YAML, e.g. configs/demo.yaml")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set sft.learning_rate=1e-4 (repeatable)")
+
+
+def run_stage(stage: Stage, cfg: PipelineConfig, force: bool = False) -> bool:
+    """Run one stage unless its finished outputs match its current fingerprint. True if it ran."""
+    module = importlib.import_module(stage.module)
+    rundir = RunDir(cfg)
+    fingerprint = rundir.fingerprint(stage.name, getattr(cfg, stage.section), module.UPSTREAM, list(module.data_sources(cfg)))
+    if not force and rundir.is_fresh(stage.name, fingerprint):
+        print(f"[rlaif] {stage.name}: up to date in {rundir.stage_dir(stage.name)}, skipped (--force reruns it)", flush=True)
+        return False
+    try:
+        module.run(cfg, rundir)
+    except Exception as e:
+        rundir.fail(stage.name, e)
+        raise
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "prepare":
+            from rlaif.models import embedded_folder
+
+            for name in args.models:
+                print(f"{name}: {embedded_folder(name)}")
+            return 0
+        cfg = load_config(args.config, args.overrides)
+        if args.command == "config":
+            from rlaif.config import to_yaml
+
+            print(to_yaml(cfg), end="")
+        elif args.command == "run":
+            t0 = time.time()
+            for stage in STAGES:
+                run_stage(stage, cfg)
+            print(f"[rlaif] run: all stages done in {time.time() - t0:.1f}s; outputs in {cfg.run_dir}", flush=True)
+        else:
+            run_stage(STAGE_BY_NAME[args.command], cfg, force=args.force)
+    except USER_ERRORS as e:
+        print(f"rlaif: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rlaif: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""Stage `sft`: supervised fine-tuning of the policy on TL;DR posts and human reference summaries.
+
+Reads data.sft; writes sft/{model/, samples.jsonl, log_history.jsonl, metrics.json, checkpoints/}.
+The loss covers the summary tokens and the EOS only (prompt tokens are masked with -100), so the
+model learns to stop. Uses the transformers Trainer, so `accelerate launch` gives data parallel,
+DeepSpeed or FSDP unchanged, and an interrupted run resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from transformers import DataCollatorForSeq2Seq, Trainer
+
+from rlaif.artifacts import RunDir, is_main_process, write_json
+from rlaif.config import PipelineConfig
+from rlaif.data import build_prompt, load_posts
+from rlaif.generation import generate
+from rlaif.models import load_causal_lm, load_tokenizer
+from rlaif.training import apply_lora, last_checkpoint, save_final_model, training_arguments, write_jsonl
+
+IGNORE_INDEX = -100  # label value the causal-LM loss skips
+UPSTREAM: tuple[str, ...] = ()  # stages whose outputs this one reads
+
+
+def data_sources(cfg: PipelineConfig):
+    return cfg.data.sft
+
+
+def tokenize_example(tokenizer, record: dict, max_prompt_tokens: int, max_summary_tokens: int) -> dict:
+    """Prompt + " summary" + EOS, with labels masked on the prompt. The summary is cut to its token
+    budget before EOS is appended, so every target ends with EOS."""
+    prompt = build_prompt(tokenizer, record, max_prompt_tokens)
+    prompt_ids = tokenizer(prompt, add_special_tokens=False).input_ids
+    summary_ids = tokenizer(" " + record["summary"], add_special_tokens=False).input_ids[:max_summary_tokens]
+    target = summary_ids + [tokenizer.eos_token_id]
+    return {
+        "input_ids": prompt_ids + target,
+        "attention_mask": [1] * (len(prompt_ids) + len(target)),
+        "labels": [IGNORE_INDEX] * len(prompt_ids) + target,
+        "prompt": prompt,
+    }
+
+
+def run(cfg: PipelineConfig, rundir: RunDir) -> dict:
+    sft = cfg.sft
+    out = rundir.begin("sft", sft, upstream=UPSTREAM, data=data_sources(cfg))
+    t0 = time.time()
+
+    tokenizer = load_tokenizer(sft.model, padding_side="right")
+    posts, load_report = load_posts(cfg.data.sft, require_summary=True)
+    posts = posts.shuffle(seed=cfg.seed)
+    n_val = max(1, round(len(posts) * sft.validation_fraction))
+    if len(posts) - n_val < 1:
+        raise ValueError(f"data.sft: {len(posts)} rows leave nothing to train on after a validation split of {n_val}")
+    val_posts, train_posts = posts.select(range(n_val)), posts.select(range(n_val, len(posts)))
+    if sft.max_examples is not None:
+        train_posts = train_posts.select(range(min(sft.max_examples, len(train_posts))))
+
+    def encode(record):
+        return tokenize_example(tokenizer, record, cfg.data.max_prompt_tokens, cfg.data.max_summary_tokens)
+
+    columns = train_posts.column_names
+    train_set = train_posts.map(encode, remove_columns=columns, desc="tokenize train")
+    val_set = val_posts.map(encode, remove_columns=columns, desc="tokenize validation")
+
+    model = load_causal_lm(sft.model, tokenizer)
+    model = apply_lora(model, sft.lora, task_type="CAUSAL_LM")
+    checkpoints = out.dir / "checkpoints"
+    trainer = Trainer(
+        model=model,
+        args=training_arguments(sft, checkpoints, cfg.seed),
+        data_collator=_Collator(tokenizer),
+        train_dataset=train_set,
+        eval_dataset=val_set,
+        processing_class=tokenizer,
+    )
+
+    # The loss before training is measured once and kept, so a resumed run reports the true start.
+    before_path = out.dir / "eval_before.json"
+    if before_path.exists():
+        eval_before = json.loads(before_path.read_text())["eval_loss"]
+    else:
+        eval_before = trainer.evaluate()["eval_loss"]
+        if is_main_process():
+            write_json(before_path, {"eval_loss": eval_before})
+
+    resume_from = last_checkpoint(checkpoints)
+    if resume_from and is_main_process():
+        print(f"[rlaif] sft: resuming from {resume_from}", flush=True)
+    train_t0 = time.time()
+    train_result = trainer.train(resume_from_checkpoint=resume_from)
+    train_seconds = time.time() - train_t0
+    eval_after = trainer.evaluate()["eval_loss"]
+
+    save_final_model(trainer.model, tokenizer, out.dir / "model")
+    metrics = {
+        "train_loss": train_result.training_loss,
+        "eval_loss_before": eval_before,
+        "eval_loss_after": eval_after,
+        "train_seconds": round(train_seconds, 2),
+        "seconds": round(time.time() - t0, 2),
+        "examples": len(train_set),
+        "validation_examples": len(val_set),
+        "global_steps": trainer.state.global_step,
+        "resumed_from_checkpoint": resume_from,
+        "skipped_bad_rows": load_report.skipped_bad,
+        "duplicate_rows": load_report.duplicates,
+        "processes": trainer.args.world_size,
+    }
+    if is_main_process():
+        write_jsonl(out.dir / "log_history.jsonl", trainer.state.log_history)
+        write_jsonl(out.dir / "samples.jsonl", _samples(trainer.model, tokenizer, val_set, val_posts, sft))
+        eos_rate = _mean(json.loads(line)["ended_with_eos"] for line in open(out.dir / "samples.jsonl"))
+        metrics["sample_eos_rate"] = eos_rate
+        print(f"[rlaif] sft: eval loss {eval_before:.4f} -> {eval_after:.4f} in {train_seconds:.0f}s; model in {out.dir / 'model'}", flush=True)
+    rundir.finish(out, metrics)
+    return metrics
+
+
+def _samples(model, tokenizer, val_set, val_posts, sft) -> list[dict]:
+    n = min(sft.num_samples, len(val_set))
+    prompts = [val_set[i]["prompt"] for i in range(n)]
+    generations = generate(model, tokenizer, prompts, max_new_tokens=sft.sample_max_new_tokens, desc="sft samples")
+    return [
+        {"id": val_posts[i]["id"], "prompt": prompts[i], "reference": val_posts[i]["summary"],
+         "generated": g[0].text, "ended_with_eos": g[0].ended_with_eos}
+        for i, g in enumerate(generations)
+    ]
+
+
+def _mean(values) -> float:
+    values = list(values)
+    return sum(values) / max(1, len(values))
+
+
+class _Collator(DataCollatorForSeq2Seq):
+    """Pads input_ids with the pad token and labels with -100; drops the text column."""
+
+    def __init__(self, tokenizer):
+        super().__init__(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX, return_tensors="pt")
+
+    def __call__(self, features, return_tensors=None):
+        features = [{k: v for k, v in f.items() if k != "prompt"} for f in features]
+        return super().__call__(features, return_tensors)

@@ -1,0 +1,80 @@
+"""What the Trainer-based stages (sft, reward) share: arguments, LoRA, checkpoints, saving."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from transformers import TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from rlaif.artifacts import is_main_process
+from rlaif.config import LoraSettings
+
+
+def training_arguments(section, checkpoint_dir: Path, seed: int, **overrides) -> TrainingArguments:
+    """TrainingArguments from a stage section (sft or reward); the same fields mean the same thing."""
+    kwargs = dict(
+        output_dir=str(checkpoint_dir),
+        learning_rate=section.learning_rate,
+        lr_scheduler_type=section.lr_scheduler_type,
+        warmup_steps=section.warmup_ratio,  # a float in [0, 1) is a fraction of the total steps
+        weight_decay=section.weight_decay,
+        num_train_epochs=section.num_train_epochs,
+        max_steps=section.max_steps,
+        per_device_train_batch_size=section.per_device_batch_size,
+        per_device_eval_batch_size=section.per_device_batch_size,
+        gradient_accumulation_steps=section.gradient_accumulation_steps,
+        max_grad_norm=section.max_grad_norm,
+        activation_checkpointing=section.gradient_checkpointing,
+        bf16=section.dtype == "bfloat16",
+        fp16=section.dtype == "float16",
+        logging_steps=section.logging_steps,
+        eval_strategy="steps",
+        eval_steps=section.eval_steps,
+        save_strategy="steps",
+        save_steps=section.save_steps,
+        save_total_limit=section.save_total_limit,
+        seed=seed,
+        data_seed=seed,
+        report_to="none",
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        use_cpu=not torch.cuda.is_available(),
+    )
+    kwargs.update(overrides)
+    return TrainingArguments(**kwargs)
+
+
+def apply_lora(model, lora: LoraSettings, task_type: str):
+    """Wrap `model` with peft LoRA adapters when enabled; otherwise return it unchanged."""
+    if not lora.enabled:
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    targets = lora.target_modules[0] if lora.target_modules == ["all-linear"] else lora.target_modules
+    config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets, task_type=task_type)
+    return get_peft_model(model, config)
+
+
+def last_checkpoint(checkpoint_dir: Path) -> str | None:
+    return get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
+
+
+def save_final_model(model, tokenizer, out: Path) -> None:
+    """Save a plain Hugging Face folder (safetensors). A LoRA model is merged first, so the next
+    stage loads it with `from_pretrained` alone; its adapter is kept beside it in adapter/."""
+    if not is_main_process():
+        return
+    if hasattr(model, "merge_and_unload"):
+        model.save_pretrained(out.parent / "adapter", safe_serialization=True)
+        model = model.merge_and_unload()
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    with open(path, "w") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
