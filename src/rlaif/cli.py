@@ -17,16 +17,36 @@ from rlaif.models import ModelLoadError
 @dataclass(frozen=True)
 class Stage:
     name: str
+    """Manifest key, e.g. `reward` or `reward_rlhf` (the RLHF arm of the same command)."""
     module: str
+    """Module with run(cfg, rundir, stage), upstream(cfg, stage) and data_sources(cfg, stage)."""
     section: str
+    """Config section hashed into the fingerprint."""
     summary: str
+    command: str = ""
+    """CLI command (default: name); arm stages share their command and take `--arm rlhf`."""
+    arm: str = "rlaif"
+
+    @property
+    def cli(self) -> str:
+        return self.command or self.name
+
+    def enabled(self, cfg: PipelineConfig) -> bool:
+        return getattr(cfg, self.section, None) is not None
 
 
-# Pipeline order. `rlaif run` walks this list; each module has run(cfg, rundir), UPSTREAM, data_sources(cfg).
+# Pipeline order: `rlaif run` walks this list, skipping disabled arms and up-to-date stages.
 STAGES = [
     Stage("sft", "rlaif.stages.sft", "sft", "supervised fine-tuning of the policy on posts + reference summaries"),
 ]
 STAGE_BY_NAME = {s.name: s for s in STAGES}
+
+
+def stage_for(command: str, arm: str) -> Stage:
+    for stage in STAGES:
+        if stage.cli == command and stage.arm == arm:
+            return stage
+    raise ConfigError(f"`rlaif {command}` has no {arm!r} arm")
 USER_ERRORS = (ConfigError, DataError, ModelLoadError, StageInputError, FileNotFoundError)
 
 
@@ -48,10 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for stage in STAGES:
-        p = sub.add_parser(stage.name, help=stage.summary, description=stage.summary, epilog=stage_help(stage),
+        if stage.arm != "rlaif":
+            continue  # reached through --arm on the command of its RLAIF twin
+        p = sub.add_parser(stage.cli, help=stage.summary, description=stage.summary, epilog=stage_help(stage),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         _add_config_args(p)
         p.add_argument("--force", action="store_true", help="rerun even when the outputs are up to date")
+        arms = sorted({s.arm for s in STAGES if s.cli == stage.cli})
+        if len(arms) > 1:
+            p.add_argument("--arm", choices=arms, default="rlaif", help="rlaif: AI labels; rlhf: human comparisons")
     p = sub.add_parser("run", help="run every stage in order, skipping those already up to date")
     _add_config_args(p)
     p = sub.add_parser("config", help="print the resolved config (after overrides) as YAML")
@@ -71,12 +96,13 @@ def run_stage(stage: Stage, cfg: PipelineConfig, force: bool = False) -> bool:
     """Run one stage unless its finished outputs match its current fingerprint. True if it ran."""
     module = importlib.import_module(stage.module)
     rundir = RunDir(cfg)
-    fingerprint = rundir.fingerprint(stage.name, getattr(cfg, stage.section), module.UPSTREAM, list(module.data_sources(cfg)))
+    upstream, data = module.upstream(cfg, stage.name), list(module.data_sources(cfg, stage.name))
+    fingerprint = rundir.fingerprint(stage.name, getattr(cfg, stage.section), upstream, data)
     if not force and rundir.is_fresh(stage.name, fingerprint):
         print(f"[rlaif] {stage.name}: up to date in {rundir.stage_dir(stage.name)}, skipped (--force reruns it)", flush=True)
         return False
     try:
-        module.run(cfg, rundir)
+        module.run(cfg, rundir, stage.name)
     except Exception as e:
         rundir.fail(stage.name, e)
         raise
@@ -100,10 +126,14 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "run":
             t0 = time.time()
             for stage in STAGES:
-                run_stage(stage, cfg)
+                if stage.enabled(cfg):
+                    run_stage(stage, cfg)
             print(f"[rlaif] run: all stages done in {time.time() - t0:.1f}s; outputs in {cfg.run_dir}", flush=True)
         else:
-            run_stage(STAGE_BY_NAME[args.command], cfg, force=args.force)
+            stage = stage_for(args.command, getattr(args, "arm", "rlaif"))
+            if not stage.enabled(cfg):
+                raise ConfigError(f"section `{stage.section}` is not set in {args.config}; the {stage.arm} arm is off")
+            run_stage(stage, cfg, force=args.force)
     except USER_ERRORS as e:
         print(f"rlaif: error: {e}", file=sys.stderr)
         return 2

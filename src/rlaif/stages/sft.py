@@ -21,10 +21,14 @@ from rlaif.models import load_causal_lm, load_tokenizer
 from rlaif.training import apply_lora, last_checkpoint, save_final_model, training_arguments, write_jsonl
 
 IGNORE_INDEX = -100  # label value the causal-LM loss skips
-UPSTREAM: tuple[str, ...] = ()  # stages whose outputs this one reads
 
 
-def data_sources(cfg: PipelineConfig):
+def upstream(cfg: PipelineConfig, stage: str = "sft") -> tuple[str, ...]:
+    """Stages whose outputs this one reads."""
+    return ()
+
+
+def data_sources(cfg: PipelineConfig, stage: str = "sft"):
     return cfg.data.sft
 
 
@@ -43,9 +47,9 @@ def tokenize_example(tokenizer, record: dict, max_prompt_tokens: int, max_summar
     }
 
 
-def run(cfg: PipelineConfig, rundir: RunDir) -> dict:
+def run(cfg: PipelineConfig, rundir: RunDir, stage: str = "sft") -> dict:
     sft = cfg.sft
-    out = rundir.begin("sft", sft, upstream=UPSTREAM, data=data_sources(cfg))
+    out = rundir.begin(stage, sft, upstream=upstream(cfg), data=data_sources(cfg))
     t0 = time.time()
 
     tokenizer = load_tokenizer(sft.model, padding_side="right")
