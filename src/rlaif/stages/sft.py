@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 
+import torch.nn.functional as F
 from transformers import DataCollatorForSeq2Seq, Trainer
 
 from rlaif.artifacts import RunDir, is_main_process, write_json
@@ -52,7 +53,7 @@ def run(cfg: PipelineConfig, rundir: RunDir, stage: str = "sft") -> dict:
     out = rundir.begin(stage, sft, upstream=upstream(cfg), data=data_sources(cfg))
     t0 = time.time()
 
-    tokenizer = load_tokenizer(sft.model, padding_side="right")
+    tokenizer = load_tokenizer(sft.model, padding_side="left")  # see _Collator
     posts, load_report = load_posts(cfg.data.sft, require_summary=True)
     posts = posts.shuffle(seed=cfg.seed)
     n_val = max(1, round(len(posts) * sft.validation_fraction))
@@ -79,6 +80,7 @@ def run(cfg: PipelineConfig, rundir: RunDir, stage: str = "sft") -> dict:
         train_dataset=train_set,
         eval_dataset=val_set,
         processing_class=tokenizer,
+        compute_loss_func=summary_loss,
     )
 
     # The loss before training is measured once and kept, so a resumed run reports the true start.
@@ -139,12 +141,33 @@ def _mean(values) -> float:
     return sum(values) / max(1, len(values))
 
 
+def summary_loss(outputs, labels, num_items_in_batch=None):
+    """Token cross-entropy over the summary positions, from logits of the last columns only.
+
+    The model returned logits for the last `keep` columns (see _Collator); the logit at column t
+    predicts token t+1, so they line up with labels[:, T-keep+1:]. Summed and divided by the
+    number of label tokens in the whole (accumulated, all-rank) batch when the Trainer gives it.
+    """
+    logits = outputs.logits[:, :-1]  # (B, keep-1, V)
+    targets = labels[:, labels.shape[1] - logits.shape[1] :]  # (B, keep-1)
+    loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum")
+    count = num_items_in_batch if num_items_in_batch is not None else (targets != IGNORE_INDEX).sum()
+    return loss / count
+
+
 class _Collator(DataCollatorForSeq2Seq):
-    """Pads input_ids with the pad token and labels with -100; drops the text column."""
+    """Left-pads, so every summary ends in the last column and the loss needs logits only for the
+    last `keep` columns: `logits_to_keep` skips the LM head (49k x 576 for SmolLM2) and the
+    softmax over the prompt positions, whose loss is masked anyway. Explicit position_ids keep absolute-position
+    models (GPT-2) correct under left padding."""
 
     def __init__(self, tokenizer):
         super().__init__(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX, return_tensors="pt")
 
     def __call__(self, features, return_tensors=None):
         features = [{k: v for k, v in f.items() if k != "prompt"} for f in features]
-        return super().__call__(features, return_tensors)
+        batch = super().__call__(features, return_tensors)
+        batch["position_ids"] = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)  # (B, T)
+        first_label = int((batch["labels"] != IGNORE_INDEX).any(0).nonzero()[0])
+        batch["logits_to_keep"] = batch["labels"].shape[1] - first_label + 1
+        return batch
