@@ -5,9 +5,10 @@
       manifest.json        per stage: status, config hash, inputs hash, timings
       sft/ pairs/ labels/ reward/ rl/ eval/     one folder per stage
 
-A stage's *fingerprint* hashes its own config section, the fingerprints of the stages it reads,
-and the data files it reads. `rlaif run` skips a stage whose fingerprint matches a finished
-entry; anything else (a changed setting, a rerun upstream stage) makes it stale.
+A stage's *fingerprint* hashes its own config section, the fingerprint and run_id (new at every
+finish) of each stage it reads, and the data files it reads. `rlaif run` skips a stage whose
+fingerprint matches a finished entry whose recorded outputs are all still on disk; anything else
+(a changed setting, a rerun upstream stage, a deleted output) makes it stale.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import os
 import shutil
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ from typing import Any
 from rlaif.config import DatasetConfig, PipelineConfig, section_hash, to_yaml
 
 # command name -> folder name
-STAGE_DIRS = {"sft": "sft", "pairs": "pairs", "label": "labels", "reward": "reward", "rl": "rl", "evaluate": "eval", "report": "report"}
+STAGE_DIRS = {"sft": "sft", "pairs": "pairs", "label": "labels", "label_alignment": "label_alignment", "reward": "reward", "reward_rlhf": "reward_rlhf", "rl": "rl", "rl_rlhf": "rl_rlhf", "evaluate": "eval", "report": "report"}
 
 
 class StageInputError(RuntimeError):
@@ -41,7 +43,10 @@ def barrier() -> None:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         from accelerate import PartialState
 
-        PartialState().wait_for_everyone()
+        import torch
+
+        # cpu=True on a CPU-only machine: otherwise accelerate sees no GPU and no distributed run
+        PartialState(cpu=not torch.cuda.is_available()).wait_for_everyone()
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -105,7 +110,9 @@ class RunDir:
             "stage": stage,
             "config": section_hash(section),
             "seed": self.cfg.seed,
-            "upstream": {name: self.require(name, stage)["fingerprint"] for name in upstream},
+            # An upstream rerun (even a forced one with the same settings) gets a new run_id, so
+            # everything downstream of it goes stale too.
+            "upstream": {name: _identity(self.require(name, stage)) for name in upstream},
             "data": [dataset_fingerprint(ds) for ds in data],
         }
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
@@ -122,8 +129,12 @@ class RunDir:
         return entry
 
     def is_fresh(self, stage: str, fingerprint: str) -> bool:
+        """Finished with this fingerprint, and every output it recorded is still on disk."""
         entry = self.entry(stage)
-        return bool(entry) and entry.get("status") == "done" and entry.get("fingerprint") == fingerprint
+        if not entry or entry.get("status") != "done" or entry.get("fingerprint") != fingerprint:
+            return False
+        out = self.stage_dir(stage)
+        return out.is_dir() and all((out / name).exists() for name in entry.get("outputs", []))
 
     # --- lifecycle ---
     def begin(self, stage: str, section: Any, upstream: tuple[str, ...] = (), data: list[DatasetConfig] = ()) -> StageRun:
@@ -145,6 +156,7 @@ class RunDir:
                 "upstream": list(upstream),
                 "started_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "attempts": previous.get("attempts", 0) + 1,
+                "error": None,
             })
         barrier()
         return StageRun(stage, out, fingerprint, time.time(), resumed)
@@ -157,6 +169,9 @@ class RunDir:
                 "status": "done",
                 "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "seconds": round(time.time() - run.started, 2),
+                "run_id": uuid.uuid4().hex[:12],
+                # checkpoints/ may be deleted to save space without making the stage stale
+                "outputs": sorted(p.name for p in run.dir.iterdir() if not p.name.startswith(".") and p.name != "checkpoints"),
             })
         return run.dir
 
@@ -169,3 +184,8 @@ class RunDir:
         manifest = self.manifest()
         manifest["stages"].setdefault(stage, {}).update(fields)
         write_json(self.manifest_path, manifest)
+
+
+def _identity(entry: dict) -> str:
+    """What downstream fingerprints hash of a finished upstream stage: its settings and this run of it."""
+    return f"{entry['fingerprint']}:{entry.get('run_id', '')}"

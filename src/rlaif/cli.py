@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from rlaif.artifacts import RunDir, StageInputError
 from rlaif.config import ConfigError, DataConfig, PipelineConfig, describe, load_config
 from rlaif.data import DataError
+from rlaif.labelers.base import LabelingIncomplete
 from rlaif.models import ModelLoadError
+from rlaif.rl import NonFiniteLossError
 
 
 @dataclass(frozen=True)
@@ -26,18 +28,31 @@ class Stage:
     command: str = ""
     """CLI command (default: name); arm stages share their command and take `--arm rlhf`."""
     arm: str = "rlaif"
+    requires: tuple[str, ...] = ()
+    """Other sections that must be set too (rl_rlhf shares `rl` but needs the RLHF arm's reward_rlhf)."""
 
     @property
     def cli(self) -> str:
         return self.command or self.name
 
     def enabled(self, cfg: PipelineConfig) -> bool:
-        return getattr(cfg, self.section, None) is not None
+        return all(getattr(cfg, s, None) is not None for s in (self.section, *self.requires))
 
 
 # Pipeline order: `rlaif run` walks this list, skipping disabled arms and up-to-date stages.
 STAGES = [
     Stage("sft", "rlaif.stages.sft", "sft", "supervised fine-tuning of the policy on posts + reference summaries"),
+    Stage("pairs", "rlaif.stages.pairs", "pairs", "two sampled summaries per prompt-pool post from the SFT policy"),
+    Stage("label", "rlaif.stages.label", "label", "AI preference labels for the pairs (LLM judge, both orders, soft labels)"),
+    Stage("reward", "rlaif.stages.reward", "reward", "reward model on AI preference labels (RLAIF arm)"),
+    Stage("rl", "rlaif.stages.rl", "rl", "PPO of the SFT policy against the RLAIF reward model (or the direct AI reward)"),
+    Stage("reward_rlhf", "rlaif.stages.reward", "reward_rlhf", "reward model on human comparisons or reference-preferred pairs (RLHF arm)",
+          command="reward", arm="rlhf"),
+    Stage("rl_rlhf", "rlaif.stages.rl", "rl", "PPO of the SFT policy against the RLHF reward model", command="rl", arm="rlhf",
+          requires=("reward_rlhf",)),
+    # evaluate and report stay last: they read every stage above.
+    Stage("evaluate", "rlaif.stages.evaluate", "evaluate", "win rates (LLM judge, both orders), RM scores, lengths, ROUGE-L on held-out posts"),
+    Stage("report", "rlaif.stages.report", "report", "report.html and report.md with every stage's metrics and plots"),
 ]
 STAGE_BY_NAME = {s.name: s for s in STAGES}
 
@@ -47,7 +62,7 @@ def stage_for(command: str, arm: str) -> Stage:
         if stage.cli == command and stage.arm == arm:
             return stage
     raise ConfigError(f"`rlaif {command}` has no {arm!r} arm")
-USER_ERRORS = (ConfigError, DataError, ModelLoadError, StageInputError, FileNotFoundError)
+USER_ERRORS = (ConfigError, DataError, ModelLoadError, StageInputError, FileNotFoundError, LabelingIncomplete, NonFiniteLossError)
 
 
 def stage_help(stage: Stage) -> str:
@@ -77,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
         arms = sorted({s.arm for s in STAGES if s.cli == stage.cli})
         if len(arms) > 1:
             p.add_argument("--arm", choices=arms, default="rlaif", help="rlaif: AI labels; rlhf: human comparisons")
+        if stage.cli == "label":
+            p.add_argument("--eval-alignment", action="store_true",
+                           help="judge the human comparison sets in label.alignment_* and report agreement; labels no pairs")
+        if stage.cli == "reward":
+            p.add_argument("--eval-only", action="store_true",
+                           help="score the saved reward model on the section's eval_comparisons; trains nothing")
     p = sub.add_parser("run", help="run every stage in order, skipping those already up to date")
     _add_config_args(p)
     p = sub.add_parser("config", help="print the resolved config (after overrides) as YAML")
@@ -92,10 +113,15 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                    help="override a config field, e.g. --set sft.learning_rate=1e-4 (repeatable)")
 
 
-def run_stage(stage: Stage, cfg: PipelineConfig, force: bool = False) -> bool:
-    """Run one stage unless its finished outputs match its current fingerprint. True if it ran."""
+def run_stage(stage: Stage, cfg: PipelineConfig, force: bool = False, **options) -> bool:
+    """Run one stage unless its finished outputs match its current fingerprint. True if it ran.
+    `options` (e.g. eval_only=True) go to the stage's run() and bypass the manifest: such a run
+    only reads the stage's outputs."""
     module = importlib.import_module(stage.module)
     rundir = RunDir(cfg)
+    if options:
+        module.run(cfg, rundir, stage.name, **options)
+        return True
     upstream, data = module.upstream(cfg, stage.name), list(module.data_sources(cfg, stage.name))
     fingerprint = rundir.fingerprint(stage.name, getattr(cfg, stage.section), upstream, data)
     if not force and rundir.is_fresh(stage.name, fingerprint):
@@ -133,7 +159,10 @@ def main(argv: list[str] | None = None) -> int:
             stage = stage_for(args.command, getattr(args, "arm", "rlaif"))
             if not stage.enabled(cfg):
                 raise ConfigError(f"section `{stage.section}` is not set in {args.config}; the {stage.arm} arm is off")
-            run_stage(stage, cfg, force=args.force)
+            options = {"eval_only": True} if getattr(args, "eval_only", False) else {}
+            if getattr(args, "eval_alignment", False):
+                options.update(eval_alignment=True, force_alignment=args.force)
+            run_stage(stage, cfg, force=args.force, **options)
     except USER_ERRORS as e:
         print(f"rlaif: error: {e}", file=sys.stderr)
         return 2

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import torch
 from transformers import TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 
 from rlaif.artifacts import is_main_process
 from rlaif.config import LoraSettings
@@ -59,7 +58,13 @@ def apply_lora(model, lora: LoraSettings, task_type: str):
 
 
 def last_checkpoint(checkpoint_dir: Path) -> str | None:
-    return get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
+    """The newest COMPLETE checkpoint. The Trainer writes a checkpoint folder in place and
+    trainer_state.json last, so a folder without it was cut short by a kill and is passed over
+    (get_last_checkpoint alone would pick it and the resume would fail)."""
+    if not checkpoint_dir.is_dir():
+        return None
+    complete = [p for p in checkpoint_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()]
+    return str(max(complete, key=lambda p: int(p.name.split("-")[-1]))) if complete else None
 
 
 def save_final_model(model, tokenizer, out: Path) -> None:

@@ -1,0 +1,151 @@
+"""Preference pairs for the reward stage, one schema whatever the source.
+
+A pair is {"id", "prompt", "summary_a", "summary_b", "p_a", "confidence"}: `p_a` is P(a > b) as
+given (a soft AI label, or 1.0 when a is the human-chosen or reference summary); clamping and
+margins are the trainer's business. Sources (RewardConfig.source):
+  - ai_labels: labels/labels.jsonl of the label stage; undecided rows are dropped;
+  - human: human comparisons (rlaif.data.comparisons), a = chosen;
+  - reference_preferred: a = a post's human reference summary, b = an SFT sample for the post.
+    A proxy for human comparisons: humans wrote one side, nobody compared the two.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from rlaif.config import DatasetConfig, PipelineConfig, RewardConfig
+from rlaif.data import DataError, build_prompt, load_posts, parse_prompt
+from rlaif.data.comparisons import load_comparisons
+from rlaif.data.prompts import count_tokens
+from rlaif.data.tldr import LoadReport
+from rlaif.generation import generate
+
+
+def label_pairs(path: Path) -> tuple[list[dict], int]:
+    """Pairs of a labels.jsonl with a label, and how many rows had none (undecided, dropped)."""
+    pairs, undecided = [], 0
+    with open(path, encoding="utf-8") as fh:
+        for i, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{i}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
+            for key in ("id", "prompt", "summary_a", "summary_b"):
+                if not isinstance(row.get(key), str):
+                    raise DataError(f"{where}: field '{key}' must be a string, got {row.get(key)!r:.60}")
+            p_a = row.get("p_a")
+            if p_a is None:  # undecided with `undecided: drop`; with `half` the row carries p_a = 0.5 and is kept
+                undecided += 1
+                continue
+            if isinstance(p_a, bool) or not isinstance(p_a, (int, float)) or not 0.0 <= p_a <= 1.0:
+                raise DataError(f"{where}: field 'p_a' must be a probability in [0, 1], got {p_a!r}")
+            pairs.append({"id": row["id"], "prompt": row["prompt"], "summary_a": row["summary_a"],
+                          "summary_b": row["summary_b"], "p_a": float(p_a), "confidence": None})
+    if not pairs:
+        raise DataError(f"{path}: no decided labels (rows {undecided} undecided)")
+    return pairs, undecided
+
+
+def fit_prompt(tokenizer, prompt: str, max_tokens: int) -> str:
+    """A TL;DR prompt over the token budget is rebuilt with the post cut as data.max_prompt_tokens
+    cuts it; any other prompt (a dialogue) is left for RewardConfig.max_length to cut."""
+    parsed = parse_prompt(prompt)
+    if parsed is None or count_tokens(tokenizer, prompt) <= max_tokens:
+        return prompt
+    return build_prompt(tokenizer, parsed, max_tokens)
+
+
+def human_pairs(tokenizer, sources: list[DatasetConfig], min_confidence: int | None, max_prompt_tokens: int) -> tuple[list[dict], dict]:
+    """Comparisons as pairs with a = chosen, keeping those with confidence >= min_confidence (or none)."""
+    report = LoadReport()
+    comparisons = load_comparisons(sources, report)
+    pairs, low = [], 0
+    for row in comparisons:
+        if min_confidence is not None and row["confidence"] is not None and row["confidence"] < min_confidence:
+            low += 1
+            continue
+        pairs.append({"id": row["id"], "prompt": fit_prompt(tokenizer, row["prompt"], max_prompt_tokens),
+                      "summary_a": row["chosen"], "summary_b": row["rejected"], "p_a": 1.0, "confidence": row["confidence"]})
+    if not pairs:
+        raise DataError(f"no comparisons left in {', '.join(s.path for s in sources)} after min confidence {min_confidence}")
+    return pairs, {"skipped_bad_rows": report.skipped_bad, "duplicate_rows": report.duplicates, "below_min_confidence": low}
+
+
+def reference_records(cfg: PipelineConfig, tokenizer) -> list[dict]:
+    """{"id", "prompt", "reference"} for data.reference_posts; the reference is cut to
+    data.max_summary_tokens, the horizon the SFT samples have, so length alone does not tell them apart."""
+    posts, _ = load_posts(cfg.data.reference_posts, require_summary=True)
+    records = []
+    for post in posts:
+        ids = tokenizer(" " + post["summary"], add_special_tokens=False).input_ids[: cfg.data.max_summary_tokens]
+        records.append({"id": post["id"], "prompt": build_prompt(tokenizer, post, cfg.data.max_prompt_tokens),
+                        "reference": tokenizer.decode(ids, skip_special_tokens=True).strip()})
+    return records
+
+
+def read_done(path: Path) -> dict[str, dict]:
+    """Rows of an append-only JSONL by id. A torn last line (a kill mid-write) is cut off."""
+    done: dict[str, dict] = {}
+    if not path.exists():
+        return done
+    good_bytes = 0
+    with open(path, "rb") as fh:
+        for raw in fh:
+            try:
+                row = json.loads(raw)
+            except json.JSONDecodeError:
+                break
+            done[row["id"]] = row
+            good_bytes += len(raw)
+    if good_bytes < path.stat().st_size:
+        with open(path, "r+b") as fh:
+            fh.truncate(good_bytes)
+    return done
+
+
+def sample_for_references(model, tokenizer, records: list[dict], path: Path, rm: RewardConfig, max_new_tokens: int, seed: int) -> dict[str, dict]:
+    """One SFT sample per reference post, appended to `path` batch by batch; posts already there are
+    skipped, so an interrupted run resumes without loss or duplicates."""
+    done = read_done(path)
+    todo = [r for r in records if r["id"] not in done]
+    with open(path, "a", encoding="utf-8") as fh:
+        for start in tqdm(range(0, len(todo), rm.sample_batch_size), desc="sft samples for references", unit="batch"):
+            batch = todo[start : start + rm.sample_batch_size]
+            torch.manual_seed(seed + len(done))  # depends on progress only, so a resumed run continues the same stream
+            completions = generate(model, tokenizer, [r["prompt"] for r in batch], max_new_tokens=max_new_tokens,
+                                   temperature=rm.sample_temperature, batch_size=rm.sample_batch_size)
+            for record, (c,) in zip(batch, completions):
+                row = {**record, "sample": c.text, "ended_with_eos": c.ended_with_eos,
+                       "generation": {"temperature": rm.sample_temperature, "max_new_tokens": max_new_tokens, "seed": seed}}
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                done[row["id"]] = row
+            fh.flush()
+    return done
+
+
+def reference_pairs(samples: dict[str, dict]) -> list[dict]:
+    """a = the human reference, b = the SFT sample; posts whose sample equals the reference are dropped."""
+    return [{"id": s["id"], "prompt": s["prompt"], "summary_a": s["reference"], "summary_b": s["sample"], "p_a": 1.0, "confidence": None}
+            for s in samples.values() if s["sample"].strip() != s["reference"].strip()]
+
+
+def split_pairs(pairs: list[dict], validation_fraction: float, seed: int, max_examples: int | None) -> tuple[list[dict], list[dict]]:
+    """(train, held out): a seeded shuffle, then the first share held out."""
+    pairs = sorted(pairs, key=lambda p: p["id"])  # file order must not matter
+    random.Random(seed).shuffle(pairs)
+    n_val = round(len(pairs) * validation_fraction) if validation_fraction > 0 else 0
+    n_val = max(1, n_val) if validation_fraction > 0 and len(pairs) > 1 else n_val
+    held_out, train = pairs[:n_val], pairs[n_val:]
+    if not train:
+        raise DataError(f"{len(pairs)} pairs leave nothing to train on after holding out {n_val}")
+    if max_examples is not None:
+        train = train[:max_examples]
+    return train, held_out

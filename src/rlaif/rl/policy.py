@@ -1,0 +1,181 @@
+"""The models PPO needs, in two memory modes [D40], behind one interface (`RLModels`).
+
+standard  four separate models, as TRL 0.13's PPOTrainer: the policy (sft/model, fully trained),
+          the reference (sft/model, frozen), the value model (reward/model: its backbone and its
+          scalar head, fully trained) and the reward model (frozen).
+lean      one frozen base (sft/model) with a LoRA adapter: the policy. The value is a linear head
+          on the policy's last hidden state (one forward gives log-probs and values), initialised
+          from the RM's score head. The reference is the same base with the adapter switched off.
+          The reward model stays a separate frozen model, loaded once.
+
+Every forward runs the backbone (`model.model`) and applies a head only where it is needed, so the
+(B, L, V) logits of the prompt positions are never built [D41].
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from rlaif.config import RLConfig
+from rlaif.models import disable_dropout, load_causal_lm
+from rlaif.rl.losses import logprobs_from_logits
+from rlaif.training import apply_lora
+
+# (query_responses (B, L), attention_mask (B, L), last_index (B,), prompts, responses) -> scores (B,)
+RewardFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, list[str], list[str]], torch.Tensor]
+
+
+def hf_model(model: nn.Module) -> nn.Module:
+    """The transformers model under a peft wrapper (peft injects its layers in place)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def backbone(model: nn.Module) -> nn.Module:
+    """The decoder stack without the head: LlamaForCausalLM.model, LlamaForSequenceClassification.model
+    (a bare LlamaModel is its own base_model)."""
+    return hf_model(model).base_model
+
+
+def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions that skip left padding, as generate() assigns them. (B, L) -> (B, L) [D01]"""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def last_hidden(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Final-norm hidden states, (B, L, H)."""
+    out = backbone(model)(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask), use_cache=False)
+    return out.last_hidden_state
+
+
+class PolicyAndValue(nn.Module):
+    """Everything trainable as one module, so DDP wraps one thing and one optimizer steps it."""
+
+    def __init__(self, policy: nn.Module, value_head: nn.Linear, value_model: nn.Module | None):
+        super().__init__()
+        self.policy = policy
+        self.value_head = value_head
+        self.value_model = value_model
+        """None (lean): the value head reads the policy's own hidden states."""
+
+    def forward(self, query_responses: torch.Tensor, attention_mask: torch.Tensor, context_length: int,
+                temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Policy logits divided by the temperature [D14] and values, at the response positions:
+        (B, T, V) and (B, T). Position t holds the state *before* response token t [D01]."""
+        hidden = last_hidden(self.policy, query_responses, attention_mask)[:, context_length - 1 : -1]  # (B, T, H)
+        logits = hf_model(self.policy).get_output_embeddings()(hidden).float() / temperature
+        if self.value_model is not None:
+            hidden = last_hidden(self.value_model, query_responses, attention_mask)[:, context_length - 1 : -1]
+        return logits, self.value_head(hidden).squeeze(-1).float()
+
+    @torch.no_grad()
+    def values(self, query_responses: torch.Tensor, attention_mask: torch.Tensor, context_length: int) -> torch.Tensor:
+        """Values alone (standard mode's rollout, where sampling does not produce them). (B, T)"""
+        model = self.value_model if self.value_model is not None else self.policy
+        hidden = last_hidden(model, query_responses, attention_mask)[:, context_length - 1 : -1]
+        return self.value_head(hidden).squeeze(-1).float()
+
+    @property
+    def values_from_policy(self) -> bool:
+        return self.value_model is None
+
+
+@dataclass
+class RLModels:
+    trainable: PolicyAndValue
+    reference: nn.Module | None
+    """The frozen SFT policy; None in lean mode (the policy with its adapter off)."""
+    reward: RewardFn
+    mode: str
+
+    @torch.no_grad()
+    def ref_logprobs(self, query_responses: torch.Tensor, attention_mask: torch.Tensor, context_length: int,
+                     responses: torch.Tensor, temperature: float) -> torch.Tensor:
+        """Log-probs of the response tokens under the SFT policy, (B, T) [D05][D14]."""
+        model = self.reference_model()
+        with self.reference_context():
+            hidden = last_hidden(model, query_responses, attention_mask)[:, context_length - 1 : -1]
+            logits = hf_model(model).get_output_embeddings()(hidden).float() / temperature
+        return logprobs_from_logits(logits, responses)
+
+    def reference_context(self):
+        """Lean mode computes the reference with the policy's adapter switched off [D40]."""
+        return self.trainable.policy.disable_adapter() if self.reference is None else contextlib.nullcontext()
+
+    def reference_model(self) -> nn.Module:
+        """The model to run inside reference_context() to get the SFT policy."""
+        return self.reference if self.reference is not None else self.trainable.policy
+
+
+def _freeze(model: nn.Module) -> nn.Module:
+    model.eval()
+    model.requires_grad_(False)
+    disable_dropout(model)
+    return model
+
+
+def value_head_from(score_head: nn.Linear | None, hidden_size: int) -> nn.Linear:
+    """A scalar value head; a copy of the RM's score head when the widths match (so the critic
+    starts as the reward model [D42]), zero otherwise (then it starts at V = 0)."""
+    head = nn.Linear(hidden_size, 1, bias=False)
+    with torch.no_grad():
+        if score_head is not None and score_head.weight.shape == head.weight.shape:
+            head.weight.copy_(score_head.weight.float())
+        else:
+            head.weight.zero_()
+    return head
+
+
+def load_models(rl: RLConfig, sft_path: str, tokenizer, reward: RewardFn, reward_model: nn.Module | None,
+                value_init_path: str | None) -> RLModels:
+    """Build the models of `rl.mode` from the SFT folder. `reward_model` is the frozen RM (its score
+    head seeds the lean value head); `value_init_path` is the RM folder the standard value model
+    starts from (None: start from the SFT backbone with a zero head, e.g. for a direct reward)."""
+    policy = load_causal_lm(sft_path, tokenizer, rl.dtype)
+    policy.config.use_cache = False  # training forwards need no cache; sampling makes its own
+    score_head = getattr(reward_model, "score", None)
+    hidden_size = policy.config.hidden_size
+    if rl.mode == "lean":
+        policy.requires_grad_(False)
+        policy = apply_lora(policy, rl.lora, task_type="CAUSAL_LM")
+        disable_dropout(policy)
+        trainable = PolicyAndValue(policy, value_head_from(score_head, hidden_size), None)
+        return RLModels(trainable, None, reward, "lean")
+    reference = _freeze(load_causal_lm(sft_path, tokenizer, rl.dtype))
+    if value_init_path is not None:
+        from rlaif.reward_model import load_reward_model
+
+        value_model, _ = load_reward_model(value_init_path, rl.dtype)
+        value_model.train()
+        head = value_model.score
+        value_model = backbone(value_model)  # the head lives in PolicyAndValue
+    else:
+        value_model = backbone(load_causal_lm(sft_path, tokenizer, rl.dtype))
+        head = value_head_from(None, hidden_size)
+    disable_dropout(value_model)
+    return RLModels(PolicyAndValue(policy, head, value_model), reference, reward, "standard")
+
+
+def trainable_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """The parameters the optimizer updates (all of them in standard mode, adapter + head in lean)."""
+    return {name: p.detach().clone() for name, p in module.named_parameters() if p.requires_grad}
+
+
+def save_policy(models: RLModels, tokenizer, out: Path) -> None:
+    """rl/model/: a plain HF folder. Lean merges the adapter into the base (a copy of the adapter
+    is kept in rl/adapter/, with the value head in value_head.safetensors)."""
+    from safetensors.torch import save_file
+
+    policy = models.trainable.policy
+    if models.mode == "lean":
+        policy.save_pretrained(out.parent / "adapter", safe_serialization=True, selected_adapters=[policy.active_adapter])
+        save_file({"weight": models.trainable.value_head.weight.detach().contiguous()}, str(out.parent / "adapter" / "value_head.safetensors"))
+        policy = policy.merge_and_unload()
+    policy.config.use_cache = True
+    policy.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)

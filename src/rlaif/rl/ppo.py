@@ -1,0 +1,172 @@
+"""One PPO step for summarisation: a rollout, then epochs of clipped updates over it.
+
+The steps are numbered as in the reference ppo.py (Huang et al. 2024, arXiv 2403.17031;
+vwxyzjn/summarize_from_feedback_details @ 3f14a17); [Dxx] are docs/implementation_details.md.
+    rollout: 1 sample -> 2 truncate -> 3 reference / value / score passes -> 4 EOS penalty
+             -> 5 KL-shaped rewards -> 6 GAE advantages and returns
+    update:  epochs -> shuffled minibatches (one optimizer step each) -> micro-batches
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+from rlaif.config import RLConfig
+from rlaif.rl import NonFiniteLossError
+from rlaif.rl.gae import gae, kl_penalty, kl_shaped_rewards, penalize_missing_eos
+from rlaif.rl.losses import entropy_from_logits, logprobs_from_logits, policy_loss, value_loss
+from rlaif.rl.masking import contains_eos, masked_mean, masked_whiten, response_padding_mask, sequence_lengths, truncate_response
+from rlaif.rl.policy import RLModels
+from rlaif.rl.sampling import sample
+
+INVALID_LOGPROB = 1.0  # reference: a log-prob that cannot occur marks the padding positions
+
+
+@dataclass
+class Rollout:
+    query_responses: torch.Tensor  # (B, L) left-padded query, then the truncated response
+    attention_mask: torch.Tensor   # (B, L)
+    context_length: int
+    responses: torch.Tensor        # (B, T) pad after the first EOS
+    padding_mask: torch.Tensor     # (B, T) True after the first EOS
+    logprobs: torch.Tensor         # (B, T) policy at rollout time
+    ref_logprobs: torch.Tensor     # (B, T)
+    values: torch.Tensor           # (B, T)
+    kl: torch.Tensor               # (B, T) per-token estimate, 0 at padding
+    raw_scores: torch.Tensor       # (B,) reward source output
+    scores: torch.Tensor           # (B,) after the missing-EOS penalty
+    rewards: torch.Tensor          # (B, T)
+    advantages: torch.Tensor       # (B, T)
+    returns: torch.Tensor          # (B, T)
+    texts: list[str]
+
+
+def _chunked(fn, batch_size: int, *tensors: torch.Tensor) -> torch.Tensor:
+    """fn over row chunks of `tensors`, concatenated: bounds the memory of no-grad passes."""
+    n = tensors[0].size(0)
+    return torch.cat([fn(*(t[i : i + batch_size] for t in tensors)) for i in range(0, n, batch_size)])
+
+
+@torch.no_grad()
+def rollout(models: RLModels, tokenizer, queries: torch.Tensor, query_mask: torch.Tensor, prompts: list[str],
+            rl: RLConfig, generator: torch.Generator) -> Rollout:
+    eos, pad, T, ctx = tokenizer.eos_token_id, tokenizer.pad_token_id, rl.response_length, queries.size(1)
+    pv = models.trainable
+    # 1. sample with the KV cache; log-probs (and lean values) come with the samples [D01][D43]
+    s = sample(pv.policy, queries, query_mask, T, rl.temperature, eos, pad, generator,
+               pv.value_head if pv.values_from_policy else None)
+    # 2. cut after the first EOS [D02]; the last real token is the EOS, or T-1 without one [D03]
+    responses = truncate_response(s.responses, eos, pad)  # (B, T)
+    padding_mask = response_padding_mask(responses, eos)
+    seq_len = sequence_lengths(responses, eos)
+    query_responses = torch.cat([queries, responses], dim=1)  # (B, L)
+    attention_mask = torch.cat([query_mask, torch.ones_like(responses)], dim=1)
+    # 3. reference log-probs [D05][D14], values (standard mode), scores at the EOS [D03]
+    ref_logprobs = _chunked(lambda q, a, r: models.ref_logprobs(q, a, ctx, r, rl.temperature),
+                            rl.forward_batch_size, query_responses, attention_mask, responses)
+    values = s.values if s.values is not None else _chunked(
+        lambda q, a: pv.values(q, a, ctx), rl.forward_batch_size, query_responses, attention_mask)
+    texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
+    texts = [t.strip() for t in texts]
+    raw_scores = models.reward(query_responses, attention_mask, ctx + seq_len, prompts, texts).float()
+    # 4. a response that never ends is penalised [D04]
+    scores = penalize_missing_eos(raw_scores, contains_eos(responses, eos), rl.missing_eos_penalty)
+    # 5. per-token KL penalty, score on the last real token [D05][D06]; padding holds no reward or value
+    logprobs = s.logprobs.masked_fill(padding_mask, INVALID_LOGPROB)
+    ref_logprobs = ref_logprobs.masked_fill(padding_mask, INVALID_LOGPROB)
+    values = values.masked_fill(padding_mask, 0.0)
+    kl = kl_penalty(logprobs, ref_logprobs, rl.kl_estimator).masked_fill(padding_mask, 0.0)
+    rewards = kl_shaped_rewards(scores, kl, rl.kl_coef, seq_len, padding_mask)
+    if rl.whiten_rewards:  # [D09]
+        rewards = masked_whiten(rewards, ~padding_mask, shift_mean=False).masked_fill(padding_mask, 0.0)
+    # 6. advantages and returns [D07], advantages whitened over the batch [D08]
+    advantages, returns = gae(rewards, values, ~padding_mask, rl.ppo.gamma, rl.ppo.lam)
+    if rl.ppo.whiten_advantages:
+        advantages = masked_whiten(advantages, ~padding_mask).masked_fill(padding_mask, 0.0)
+    return Rollout(query_responses, attention_mask, ctx, responses, padding_mask, logprobs, ref_logprobs, values,
+                   kl, raw_scores, scores, rewards, advantages, returns, texts)
+
+
+def ppo_update(model, optimizer, scheduler, accelerator, r: Rollout, rl: RLConfig, generator: torch.Generator,
+               step: int) -> dict[str, float]:
+    """`ppo_epochs` passes over the rollout, each over shuffled minibatches [D10]; one optimizer step
+    per minibatch, accumulated over micro-batches. `model` is the (DDP-wrapped) PolicyAndValue.
+
+    Each micro-batch's masked means are weighted by its share of the minibatch's real tokens, so
+    the accumulated loss is the minibatch's token mean whatever the micro-batching: micro_batch_size
+    only changes float rounding [D47]. That frees the grouping: a minibatch is cut into micro-batches
+    of similar prompt length, each trimmed to its own longest prompt (less left padding to compute).
+    """
+    ppo = rl.ppo
+    B = r.responses.size(0)
+    mb_size = B // ppo.num_minibatches
+    prompt_len = r.attention_mask[:, : r.context_length].sum(1)  # (B,)
+    real = (~r.padding_mask).sum(1)  # (B,) real response tokens
+    sums: dict[str, torch.Tensor] = {}
+    model.train()
+    for epoch in range(ppo.ppo_epochs):
+        perm = torch.randperm(B, generator=generator)
+        for start in range(0, B, mb_size):
+            mb = perm[start : start + mb_size]
+            mb = mb[torch.argsort(prompt_len[mb], stable=True)]  # similar lengths share a micro-batch
+            micro_batches = mb.split(ppo.micro_batch_size)
+            mb_tokens = real[mb].sum()
+            for k, mb_inds in enumerate(micro_batches):
+                weight = real[mb_inds].sum() / mb_tokens
+                last = k == len(micro_batches) - 1
+                # DDP averages gradients across processes only on the last micro-batch
+                sync = contextlib.nullcontext() if last else accelerator.no_sync(model)
+                with sync:
+                    loss, mb_stats = _micro_batch_loss(model, r, mb_inds, rl)
+                    _check_finite(loss, mb_stats, accelerator, step, epoch)
+                    accelerator.backward(loss * weight)
+                for key, value in mb_stats.items():
+                    sums[key] = sums.get(key, 0.0) + value * weight
+            if ppo.max_grad_norm is not None:
+                accelerator.clip_grad_norm_(model.parameters(), ppo.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+    n = ppo.ppo_epochs * ppo.num_minibatches
+    return {key: (total / n).item() for key, total in sums.items()}
+
+
+def _micro_batch_loss(model, r: Rollout, mb_inds: torch.Tensor, rl: RLConfig) -> tuple[torch.Tensor, dict]:
+    """Clipped policy loss [D10] + vf_coef * clipped value loss [D11], from one batched forward."""
+    mb_responses, mb_padding = r.responses[mb_inds], r.padding_mask[mb_inds]
+    mb_mask = ~mb_padding
+    attention_mask = r.attention_mask[mb_inds]
+    # drop the left-padding columns every row of this micro-batch has: positions come from the
+    # mask [D01], so the result is the same, on fewer tokens
+    trim = int((attention_mask[:, : r.context_length] == 0).all(0).long().cumprod(0).sum())
+    logits, vpred = model(r.query_responses[mb_inds, trim:], attention_mask[:, trim:], r.context_length - trim, rl.temperature)
+    new_logprobs = logprobs_from_logits(logits, mb_responses).masked_fill(mb_padding, INVALID_LOGPROB)  # (b, T)
+    vpred = vpred.masked_fill(mb_padding, 0.0)
+    pg_loss, pg_stats = policy_loss(new_logprobs, r.logprobs[mb_inds], r.advantages[mb_inds], mb_mask, rl.ppo.cliprange)
+    vf_loss, vf_stats = value_loss(vpred, r.values[mb_inds], r.returns[mb_inds], mb_mask, rl.ppo.cliprange_value)
+    loss = pg_loss + rl.ppo.vf_coef * vf_loss
+    with torch.no_grad():
+        stats = {
+            "policy/approxkl": pg_stats["approxkl"], "policy/clipfrac": pg_stats["clipfrac"],
+            "policy/ratio": pg_stats["ratio"], "policy/entropy": masked_mean(entropy_from_logits(logits), mb_mask),
+            "loss/policy": pg_loss.detach(), "loss/value": vf_loss.detach(), "loss/total": loss.detach(),
+            "val/clipfrac": vf_stats["vf_clipfrac"], "val/vpred": masked_mean(vpred, mb_mask),
+        }
+    return loss, stats
+
+
+def _check_finite(loss: torch.Tensor, stats: dict, accelerator, step: int, epoch: int) -> None:
+    """Stop every process together on a NaN/inf loss (one process raising alone would leave the
+    others waiting in the gradient all-reduce)."""
+    bad = torch.tensor([0.0 if torch.isfinite(loss) else 1.0], device=loss.device)
+    if accelerator.num_processes > 1:
+        bad = accelerator.reduce(bad, reduction="sum")
+    if bad.item() > 0:
+        parts = {k: stats[k].item() for k in ("loss/policy", "loss/value")}
+        raise NonFiniteLossError(
+            f"non-finite loss at PPO step {step + 1}, epoch {epoch + 1} (policy loss {parts['loss/policy']}, "
+            f"value loss {parts['loss/value']}, on some process); nothing from this step was saved. "
+            "Lower rl.ppo.learning_rate or set rl.ppo.max_grad_norm and rerun")

@@ -1,0 +1,60 @@
+"""hf_local: the cached path computes what the plain `generate` baseline computes, on tiny-random."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from rlaif.config import LabelerSettings
+from rlaif.labelers import make_labeler
+from rlaif.labelers.prompts import make_prompt
+
+# tiny-random never ranks `1`/`2` highly; these two tokens are among its top answers after the
+# cue, so the comparison covers decided probabilities, not only undecided flags.
+TINY_CHOICES = ("=", "Lim")
+
+
+@pytest.fixture(scope="module")
+def labeler():
+    # batch of 5 sequences: pairs straddle batches, so a post's two orders are sometimes apart
+    return make_labeler(LabelerSettings(model="tiny-random", batch_size=5, max_rationale_tokens=6))
+
+
+def requests(style: str, n: int = 4, choices=TINY_CHOICES):
+    prompt = make_prompt("summarize", style, 6)
+    reqs = []
+    for i in range(n):  # posts and summaries of different lengths: padding in every segment
+        post = f"POST: my cat number {i} " + "likes fish and chips " * (3 * i + 1)
+        reqs += prompt.pair_requests(post, f"cat {i} likes fish", "a dog" + " barks" * i)
+    return [dataclasses.replace(r, choices=choices) for r in reqs]
+
+
+@pytest.mark.parametrize("style", ["cot", "base"])
+def test_cached_path_matches_plain_generate(labeler, style):
+    reqs = requests(style)
+    fast, naive = labeler.judge(reqs), labeler.judge_naive(reqs)
+    assert len(fast) == len(naive) == len(reqs)
+    for f, n in zip(fast, naive):
+        assert f.error is None and n.error is None
+        assert f.rationale == n.rationale and (f.rationale is not None) == (style == "cot")
+        assert f.p_first == pytest.approx(n.p_first, abs=1e-4)
+        assert f.raw_mass == pytest.approx(n.raw_mass, rel=1e-3)
+
+
+def test_rationale_budget_and_prefix_cache_reuse(labeler):
+    labeler._prefix_caches.clear()
+    reqs = requests("cot", n=2)
+    first = labeler.judge(reqs)
+    assert len(labeler._prefix_caches) == 1  # the preamble was encoded once for all pairs
+    again = labeler.judge(reqs)
+    assert len(labeler._prefix_caches) == 1
+    assert [r.p_first for r in first] == pytest.approx([r.p_first for r in again], abs=1e-6)
+    assert all(0 < len(labeler.tokenizer(r.rationale).input_ids) <= 7 for r in first)
+
+
+def test_real_digits_are_undecided_for_a_model_that_does_not_answer(labeler):
+    results = labeler.judge(requests("base", n=1, choices=("1", "2")))
+    for r in results:
+        assert r.p_first is None and not r.failed and r.raw_mass > 0
+        assert r.error.startswith("undecided: neither choice token among the top 20 tokens")

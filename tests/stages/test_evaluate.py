@@ -1,0 +1,87 @@
+"""Stage evaluate on the tiny preset, judged by the openai_api backend against a real HTTP server on
+127.0.0.1 (tests/labelers/fake_openai_server.py: it prefers a candidate whose text starts with GOOD).
+The held-out references are real posts' references prefixed with GOOD, so the judge's verdicts are
+known: every policy loses to the reference in both orders, and identical policies tie."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rlaif.artifacts import RunDir
+from rlaif.cli import STAGE_BY_NAME, run_stage
+from rlaif.jsonl import read_jsonl
+from tests.conftest import needs_shared_data
+from tests.labelers.fake_openai_server import FakeOpenAIServer
+from tests.stages.eval_upstream import N_POSTS, eval_file, fake_judge_overrides, make_eval_upstream
+
+pytestmark = needs_shared_data
+
+
+@pytest.fixture
+def eval_run(tiny_config, tmp_path):
+    def setup(server, *overrides):
+        cfg = tiny_config(f"data.eval=[{{path: {eval_file(tmp_path)}}}]", *fake_judge_overrides(server), *overrides)
+        return cfg, make_eval_upstream(cfg)
+
+    return setup
+
+
+def test_evaluate_metrics_and_judgements(eval_run):
+    with FakeOpenAIServer() as server:
+        cfg, rundir = eval_run(server)
+        assert run_stage(STAGE_BY_NAME["evaluate"], cfg)
+    d = rundir.stage_dir("evaluate")
+    metrics = json.loads((d / "metrics.json").read_text())
+    comps = metrics["comparisons"]
+    assert set(comps) == {"rl:sft", "rl:reference", "sft:reference", "rl_rlhf:sft", "rl_rlhf:reference", "rl:rl_rlhf"}
+    for name in ("rl:reference", "sft:reference", "rl_rlhf:reference"):  # the GOOD reference wins in both orders
+        m = comps[name]
+        assert (m["win_rate"], m["ci_low"], m["ci_high"], m["losses"], m["ties"], m["n"]) == (0.0, 0.0, 0.0, N_POSTS, 0, N_POSTS)
+        assert m["position_bias"] == {"flip_rate": 0.0, "first_rate": 0.5, "answered_pairs": N_POSTS}
+    for name in ("rl:sft", "rl_rlhf:sft", "rl:rl_rlhf"):  # the same tiny model: equal summaries, equal odds -> ties
+        m = comps[name]
+        assert (m["win_rate"], m["ties"], m["n"]) == (0.5, N_POSTS, N_POSTS)
+    systems = metrics["systems"]
+    assert set(systems) == {"sft", "rl", "rl_rlhf", "reference"}
+    for name, m in systems.items():
+        assert m["n"] == N_POSTS and {"rm_score/reward", "rm_score/reward_rlhf"} <= set(m)
+        assert m["rm_score/reward"]["ci_low"] <= m["rm_score/reward"]["mean"] <= m["rm_score/reward"]["ci_high"]
+        assert ("rouge_l" in m) == (name != "reference")
+    assert metrics["judge"]["prompt_id"] == "tldr-eval-base-0shot" and metrics["judge"]["flip_rate"] == 0.0
+
+    judgements = read_jsonl(d / "judgements.jsonl")
+    assert len(judgements) == 6 * N_POSTS
+    assert len({(j["comparison"], j["id"]) for j in judgements}) == len(judgements)
+    assert all([o["order"] for o in j["orders"]] == ["ab", "ba"] for j in judgements)
+    # the reference was shown first in order ba and second in ab; the judge followed the text, not the slot
+    ref = [j for j in judgements if j["comparison"] == "sft:reference"]
+    assert all(j["preferred_position"] == {"ab": "second", "ba": "first"} and j["outcome"] == "loss" for j in ref)
+    for system in ("sft", "rl", "rl_rlhf"):
+        rows = read_jsonl(d / "generations" / f"{system}.jsonl")
+        assert len(rows) == N_POSTS and {"id", "summary", "ended_with_eos", "num_tokens"} <= set(rows[0])
+    assert len(read_jsonl(d / "rm_scores.jsonl")) == 2 * 4 * N_POSTS  # 2 reward models x 4 systems
+    # with the openai backend a prompt is sent per order: 6 comparisons x N posts x 2 orders
+    assert len(server.requests) == 6 * N_POSTS * 2
+
+
+def test_evaluate_resumes_after_a_judge_failure(eval_run):
+    with FakeOpenAIServer() as server:
+        cfg, rundir = eval_run(server, "evaluate.comparisons=[sft:reference]")
+        server.faults.extend(["500"])  # the first judge request fails and max_retries is 0
+        with pytest.raises(RuntimeError, match="1 judge requests failed"):
+            run_stage(STAGE_BY_NAME["evaluate"], cfg)
+        d = rundir.stage_dir("evaluate")
+        assert RunDir(cfg).entry("evaluate")["status"] == "failed"
+        assert len(read_jsonl(d / "judgements.jsonl")) == N_POSTS - 1
+        generations = (d / "generations" / "sft.jsonl").read_bytes()
+        before = len(server.requests)
+        assert run_stage(STAGE_BY_NAME["evaluate"], cfg)  # same settings: resumes
+        assert len(server.requests) - before == 2  # only the failed pair, in its two orders
+    assert (d / "generations" / "sft.jsonl").read_bytes() == generations  # nothing regenerated
+    judgements = read_jsonl(d / "judgements.jsonl")
+    assert sorted(j["id"] for j in judgements) == sorted({j["id"] for j in judgements}) and len(judgements) == N_POSTS
+    entry = RunDir(cfg).entry("evaluate")
+    assert entry["status"] == "done" and entry["attempts"] == 2 and entry["error"] is None
+    assert json.loads((d / "metrics.json").read_text())["comparisons"]["sft:reference"]["n"] == N_POSTS

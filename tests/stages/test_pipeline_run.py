@@ -1,0 +1,116 @@
+"""`rlaif run` on the tiny preset: a run killed mid-way resumes without redoing finished stages, an
+unchanged rerun does nothing, and a changed setting reruns its stage and everything downstream only.
+Which stages ran is read from the manifest: each finished run of a stage gets a new run_id."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rlaif.cli import main
+from tests.conftest import REPO, needs_shared_data
+from tests.report_browser import rendered_images
+
+pytestmark = [needs_shared_data, pytest.mark.slow]
+ALL = ["sft", "pairs", "label", "reward", "rl", "reward_rlhf", "rl_rlhf", "evaluate", "report"]
+
+
+def stages(run: Path) -> dict:
+    path = run / "manifest.json"
+    return json.loads(path.read_text())["stages"] if path.exists() else {}
+
+
+def run_ids(run: Path) -> dict[str, str]:
+    return {name: e.get("run_id") for name, e in stages(run).items()}
+
+
+def rlaif_run(run: Path, *overrides: str) -> None:
+    args = ["run", "configs/tiny.yaml", "--set", f"output_dir={run}"]
+    for item in overrides:
+        args += ["--set", item]
+    assert main(args) == 0
+
+
+@pytest.fixture(scope="module")
+def killed_and_resumed(tmp_path_factory):
+    """A tiny `rlaif run` in a subprocess, SIGKILLed while the reward stage runs, then rerun to the end."""
+    run = tmp_path_factory.mktemp("pipeline") / "run"
+    cmd = [sys.executable, "-m", "rlaif.cli", "run", "configs/tiny.yaml", "--set", f"output_dir={run}"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    try:
+        while stages(run).get("reward", {}).get("status") != "running":
+            assert proc.poll() is None, "the run ended before the reward stage started"
+            assert time.time() < deadline, "the reward stage never started"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)  # no chance to record anything: as after a power cut
+    finally:
+        proc.wait()
+    at_kill = stages(run)
+    old = os.getcwd()
+    os.chdir(REPO)
+    try:
+        rlaif_run(run)
+    finally:
+        os.chdir(old)
+    return run, at_kill
+
+
+def test_killed_run_resumes_without_redoing_finished_stages(killed_and_resumed):
+    run, at_kill = killed_and_resumed
+    assert [s for s in ("sft", "pairs", "label") if at_kill[s]["status"] == "done"] == ["sft", "pairs", "label"]
+    assert at_kill["reward"]["status"] == "running" and "evaluate" not in at_kill
+    after = stages(run)
+    assert all(after[s]["status"] == "done" for s in ALL)
+    for s in ("sft", "pairs", "label"):  # finished before the kill: skipped, not redone
+        assert after[s]["run_id"] == at_kill[s]["run_id"] and after[s]["attempts"] == 1
+    assert after["reward"]["attempts"] == 2  # the interrupted stage ran again, with the same fingerprint
+    assert after["reward"]["fingerprint"] == at_kill["reward"]["fingerprint"]
+    assert (run / "report" / "report.html").is_file() and (run / "eval" / "metrics.json").is_file()
+
+
+def test_rerun_skips_everything_and_kl_coef_reruns_only_downstream(killed_and_resumed, tmp_path):
+    src, _ = killed_and_resumed
+    run = tmp_path / "run"
+    shutil.copytree(src, run)  # the shared run stays as the first test left it
+    before = run_ids(run)
+    rlaif_run(run)
+    assert run_ids(run) == before  # nothing changed: nothing ran
+    rlaif_run(run, "rl.kl_coef=0.2")
+    after = run_ids(run)
+    ran = sorted(s for s in ALL if after[s] != before[s])
+    assert ran == sorted(["rl", "rl_rlhf", "evaluate", "report"])
+    assert stages(run)["rl"]["status"] == "done"
+
+
+def test_deleted_output_makes_its_stage_rerun(killed_and_resumed, tmp_path):
+    src, _ = killed_and_resumed
+    run = tmp_path / "run"
+    shutil.copytree(src, run)
+    before = run_ids(run)
+    shutil.rmtree(run / "report")  # an output recorded in the manifest is gone
+    rlaif_run(run)
+    after = run_ids(run)
+    assert [s for s in ALL if after[s] != before[s]] == ["report"]
+
+
+def test_full_report_shows_every_stage_and_its_figures_render(killed_and_resumed, tmp_path):
+    run, _ = killed_and_resumed
+    d = run / "report"
+    expected = {"sft_loss", "label_position_confidence", "reward_calibration", "reward_rlhf_calibration",
+                "rl_curves", "rl_rlhf_curves", "win_rates"}
+    assert set(json.loads((d / "metrics.json").read_text())["figures"]) == expected
+    md = (d / "report.md").read_text()
+    assert "not run." not in md.replace("labeler alignment with human comparisons: not run", "")
+    images = rendered_images(d / "report.html", tmp_path)
+    assert {i["figure"] for i in images} == expected
+    assert all(i["width"] > 100 and i["height"] > 100 for i in images), images

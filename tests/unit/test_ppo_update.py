@@ -1,0 +1,107 @@
+"""The real PPO rollout + update code on the tiny model: direction of one step, NaN stop, checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from accelerate import Accelerator
+
+from rlaif.config import LoraSettings, PPOSettings, RLConfig
+from rlaif.models import embedded_folder, load_tokenizer
+from rlaif.reward_model import build_reward_model
+from rlaif.rl.checkpoint import checkpoint_dirs, load_checkpoint
+from rlaif.rl.losses import logprobs_from_logits
+from rlaif.rl.policy import load_models
+from rlaif.rl.ppo import NonFiniteLossError, ppo_update, rollout
+from rlaif.rl.rewards import RewardModelReward
+from rlaif.rl.trainer import PPOTrainer
+
+PROMPTS = [
+    "SUBREDDIT: r/cooking\n\nTITLE: Burnt rice\n\nPOST: Every time I cook rice the bottom burns. What am I doing wrong?\n\nTL;DR:",
+    "SUBREDDIT: r/running\n\nPOST: I started running last month and my knees hurt after 5k. Should I stop?\n\nTL;DR:",
+    "POST: My landlord wants to raise the rent by 30% with two weeks notice. Is that legal here?\n\nTL;DR:",
+    "POST: I keep forgetting to water my plants and they all die. Any tips for a lazy gardener?\n\nTL;DR:",
+]
+
+
+def tiny_setup(mode: str, **ppo_overrides):
+    folder = str(embedded_folder("tiny-random"))
+    tokenizer = load_tokenizer(folder, padding_side="left")
+    rm = build_reward_model(folder, tokenizer, seed=1).eval().requires_grad_(False)
+    ppo = dataclasses.replace(PPOSettings(learning_rate=1e-2, ppo_epochs=1), **ppo_overrides)
+    rl = RLConfig(mode=mode, lora=LoraSettings(enabled=True, r=8), response_length=8, rollout_batch_size=4,
+                  total_episodes=16, forward_batch_size=2, save_steps=2, sample_steps=1, heldout_posts=0, ppo=ppo)
+    torch.manual_seed(0)
+    models = load_models(rl, folder, tokenizer, RewardModelReward(rm, tokenizer, tokenizer, 4), rm, None)
+    return models, tokenizer, rl
+
+
+def encode(tokenizer, prompts):
+    batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    return batch.input_ids, batch.attention_mask
+
+
+@pytest.mark.parametrize("mode", ["lean", "standard"])
+def test_one_step_raises_logprobs_of_positive_advantage_tokens(mode):
+    models, tokenizer, rl = tiny_setup(mode, vf_coef=0.0, micro_batch_size=2)
+    queries, mask = encode(tokenizer, PROMPTS)
+    r = rollout(models, tokenizer, queries, mask, PROMPTS, rl, torch.Generator().manual_seed(0))
+    real = ~r.padding_mask
+    assert real.any(1).all() and torch.isfinite(r.advantages).all()
+    # a fixed batch: the first two responses were good, the last two bad
+    r.advantages = torch.tensor([1.0, 1.0, -1.0, -1.0]).unsqueeze(1).expand_as(r.advantages) * real
+    pv = models.trainable
+    optimizer = torch.optim.AdamW([p for p in pv.parameters() if p.requires_grad], lr=rl.ppo.learning_rate, eps=1e-5)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+    def response_logprob():  # summed over each response's real tokens, (B,)
+        with torch.no_grad():
+            logits, _ = pv(r.query_responses, r.attention_mask, r.context_length, rl.temperature)
+            return (logprobs_from_logits(logits, r.responses) * real).sum(1)
+
+    before = response_logprob()
+    torch.testing.assert_close(before, (r.logprobs * real).sum(1), atol=1e-4, rtol=0)  # sampling = forward
+    stats = ppo_update(pv, optimizer, scheduler, Accelerator(cpu=True), r, rl, torch.Generator().manual_seed(0), step=0)
+    after = response_logprob()
+    assert (after[:2] > before[:2]).all(), (before, after)
+    assert (after[2:] < before[2:]).all(), (before, after)
+    assert stats["policy/clipfrac"] == 0.0 and abs(stats["policy/ratio"] - 1.0) < 1e-4  # one epoch: on-policy
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    models, tokenizer, rl = tiny_setup("lean")
+    prompts = [{"id": str(i), "prompt": p} for i, p in enumerate(PROMPTS)]
+    trainer = PPOTrainer(models, tokenizer, prompts, rl, tmp_path, seed=0, accelerator=Accelerator(cpu=True))
+    trainer.train(max_steps=2)  # checkpoint after step 2
+    good = checkpoint_dirs(tmp_path / "checkpoints")
+    assert [d.name for d in good] == ["step-2"]
+    with torch.no_grad():
+        models.trainable.value_head.weight.fill_(float("nan"))  # the critic diverged
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at PPO step 3.*last good checkpoint kept: .*step-2"):
+        trainer.train()
+    assert [d.name for d in checkpoint_dirs(tmp_path / "checkpoints")] == ["step-2"]
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
+    # the kept checkpoint is sound: it loads back finite weights
+    step = load_checkpoint(good[0], models.trainable, trainer.optimizer, trainer.scheduler, trainer.generators, 0, 1)
+    assert step == 2 and torch.isfinite(models.trainable.value_head.weight).all()
+
+
+def test_micro_batching_changes_only_float_rounding():
+    """Token-weighted accumulation [D47]: one micro-batch of 4 == four of 1 (trimmed, regrouped)."""
+    results = []
+    for micro in (4, 1):
+        models, tokenizer, rl = tiny_setup("lean", micro_batch_size=micro, ppo_epochs=2, num_minibatches=1)
+        queries, mask = encode(tokenizer, PROMPTS)
+        r = rollout(models, tokenizer, queries, mask, PROMPTS, rl, torch.Generator().manual_seed(0))
+        pv = models.trainable
+        optimizer = torch.optim.AdamW([p for p in pv.parameters() if p.requires_grad], lr=1e-2, eps=1e-5)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+        stats = ppo_update(pv, optimizer, scheduler, Accelerator(cpu=True), r, rl, torch.Generator().manual_seed(0), step=0)
+        results.append(({n: p.detach().clone() for n, p in pv.named_parameters() if p.requires_grad}, stats))
+    (w4, s4), (w1, s1) = results
+    for name in w4:
+        torch.testing.assert_close(w1[name], w4[name], atol=1e-5, rtol=1e-4)
+    for key in ("loss/policy", "loss/value", "policy/approxkl"):
+        assert abs(s1[key] - s4[key]) < 1e-4, key
