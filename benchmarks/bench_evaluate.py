@@ -20,9 +20,7 @@ from rlaif.data import build_prompt, load_posts
 from rlaif.eval_judge import eval_prompt, judge_pairs
 from rlaif.generation import generate
 from rlaif.labelers.base import make_labeler
-from rlaif.eval_scoring import score_shared_prompt
 from rlaif.models import load_causal_lm, load_tokenizer
-from rlaif.reward_model import build_reward_model, score
 
 
 def main() -> None:
@@ -33,7 +31,6 @@ def main() -> None:
     parser.add_argument("--orders", nargs="*", default=["post-major"], choices=("post-major", "comparison-major"),
                         help="request order(s) to time: post-major is what the stage does")
     parser.add_argument("--posts", type=int, default=None, help="posts to summarise (default: all of data.eval)")
-    parser.add_argument("--rm", action="store_true", help="also time reward-model scoring, plain vs shared prompt")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
     cfg = load_config(args.config, args.overrides)
@@ -61,8 +58,6 @@ def main() -> None:
     gen = {i: c[0].text for i, c in zip(posts["id"], out)}
     text = {"sft": gen, "reference": {r["id"]: r["summary"] or "(no reference)" for r in posts},
             "rl": {i: " ".join(t.split()[: max(1, len(t.split()) // 2)]) for i, t in gen.items()}}
-    if args.rm:
-        bench_rm_scoring(cfg, tokenizer, ids, by_id, text)
     comparisons = ["sft:reference", "rl:reference", "rl:sft"][: args.comparisons]
     labeler = make_labeler(ev.judge)
     prompt = eval_prompt(ev.judge_style, ev.judge.max_rationale_tokens)
@@ -77,22 +72,6 @@ def main() -> None:
         decided = sum(o["p_first"] is not None for r in rows for o in r["orders"])
         print(f"judge ({name}): {len(ids)} posts x {len(comparisons)} comparisons x 2 orders in {judge_s:.1f} s "
               f"({judge_s / len(pending):.2f} s/pair); {decided}/{2 * len(pending)} orders decided", flush=True)
-
-
-def bench_rm_scoring(cfg, tokenizer, ids, by_id, text) -> None:
-    """Plain `reward_model.score` (each input whole) against `score_shared_prompt` (the post once per
-    post), on a reward model built from sft.model with a fresh head; prints both times and the gap."""
-    rm = build_reward_model(cfg.sft.model, tokenizer, seed=0)
-    systems = list(text)
-    flat = [(s, i) for i in ids for s in systems]
-    t0 = time.time()
-    plain = score(rm, tokenizer, [by_id[i] for _, i in flat], [text[s][i] for s, i in flat], batch_size=8)
-    plain_s = time.time() - t0
-    t0 = time.time()
-    shared = torch.cat([score_shared_prompt(rm, tokenizer, by_id[i], [text[s][i] for s in systems]) for i in ids])
-    shared_s = time.time() - t0
-    print(f"rm score: {len(ids)} posts x {len(systems)} summaries: plain {plain_s:.1f} s, shared prompt {shared_s:.1f} s "
-          f"({plain_s / shared_s:.1f}x); max |diff| {float((plain - shared).abs().max()):.2e}", flush=True)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import importlib
 import sys
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 from rlaif.artifacts import RunDir, StageInputError
 from rlaif.config import ConfigError, DataConfig, PipelineConfig, describe, load_config
@@ -30,13 +31,18 @@ class Stage:
     arm: str = "rlaif"
     requires: tuple[str, ...] = ()
     """Other sections that must be set too (rl_rlhf shares `rl` but needs the RLHF arm's reward_rlhf)."""
+    subcommand: bool = True
+    """False: no command of its own, reached through an option (label_alignment: `label --eval-alignment`)."""
+    when: Callable[[PipelineConfig], bool] | None = None
+    """An extra condition for `rlaif run` (label_alignment runs only when human comparison sets are listed)."""
 
     @property
     def cli(self) -> str:
         return self.command or self.name
 
     def enabled(self, cfg: PipelineConfig) -> bool:
-        return all(getattr(cfg, s, None) is not None for s in (self.section, *self.requires))
+        sections = all(getattr(cfg, s, None) is not None for s in (self.section, *self.requires))
+        return sections and (self.when is None or self.when(cfg))
 
 
 # Pipeline order: `rlaif run` walks this list, skipping disabled arms and up-to-date stages.
@@ -44,6 +50,9 @@ STAGES = [
     Stage("sft", "rlaif.stages.sft", "sft", "supervised fine-tuning of the policy on posts + reference summaries"),
     Stage("pairs", "rlaif.stages.pairs", "pairs", "two sampled summaries per prompt-pool post from the SFT policy"),
     Stage("label", "rlaif.stages.label", "label", "AI preference labels for the pairs (LLM judge, both orders, soft labels)"),
+    # The labeler's agreement with human choices: the report puts it next to the labels and win rates.
+    Stage("label_alignment", "rlaif.stages.label", "label", "labeler agreement with human comparison sets (label.alignment_*)",
+          subcommand=False, when=lambda cfg: bool(cfg.label.alignment_summarize or cfg.label.alignment_dialogue)),
     Stage("reward", "rlaif.stages.reward", "reward", "reward model on AI preference labels (RLAIF arm)"),
     Stage("rl", "rlaif.stages.rl", "rl", "PPO of the SFT policy against the RLAIF reward model (or the direct AI reward)"),
     Stage("reward_rlhf", "rlaif.stages.reward", "reward_rlhf", "reward model on human comparisons or reference-preferred pairs (RLHF arm)",
@@ -59,7 +68,7 @@ STAGE_BY_NAME = {s.name: s for s in STAGES}
 
 def stage_for(command: str, arm: str) -> Stage:
     for stage in STAGES:
-        if stage.cli == command and stage.arm == arm:
+        if stage.subcommand and stage.cli == command and stage.arm == arm:
             return stage
     raise ConfigError(f"`rlaif {command}` has no {arm!r} arm")
 USER_ERRORS = (ConfigError, DataError, ModelLoadError, StageInputError, FileNotFoundError, LabelingIncomplete, NonFiniteLossError)
@@ -83,13 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for stage in STAGES:
-        if stage.arm != "rlaif":
-            continue  # reached through --arm on the command of its RLAIF twin
+        if stage.arm != "rlaif" or not stage.subcommand:
+            continue  # reached through --arm on the command of its RLAIF twin, or an option
         p = sub.add_parser(stage.cli, help=stage.summary, description=stage.summary, epilog=stage_help(stage),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         _add_config_args(p)
         p.add_argument("--force", action="store_true", help="rerun even when the outputs are up to date")
-        arms = sorted({s.arm for s in STAGES if s.cli == stage.cli})
+        arms = sorted({s.arm for s in STAGES if s.cli == stage.cli and s.subcommand})
         if len(arms) > 1:
             p.add_argument("--arm", choices=arms, default="rlaif", help="rlaif: AI labels; rlhf: human comparisons")
         if stage.cli == "label":

@@ -78,6 +78,20 @@ def test_killed_run_resumes_without_redoing_finished_stages(killed_and_resumed):
     assert (run / "report" / "report.html").is_file() and (run / "eval" / "metrics.json").is_file()
 
 
+def test_evaluate_reuses_the_greedy_summaries_the_rl_stages_wrote(killed_and_resumed):
+    """tiny: rl.response_length == evaluate.max_new_tokens and the RL held-out posts are data.eval,
+    so evaluate generates nothing itself [E09]."""
+    run, _ = killed_and_resumed
+    expected = {"sft": "rl/heldout.jsonl", "rl": "rl/heldout.jsonl", "rl_rlhf": "rl_rlhf/heldout.jsonl"}
+    for system, source in expected.items():
+        rows = [json.loads(line) for line in (run / "eval" / "generations" / f"{system}.jsonl").read_text().splitlines()]
+        assert len(rows) == 4 and {r.get("from") for r in rows} == {source}, system
+    heldout = {json.loads(line)["id"]: json.loads(line) for line in (run / "rl" / "heldout.jsonl").read_text().splitlines()}
+    rl_rows = [json.loads(line) for line in (run / "eval" / "generations" / "rl.jsonl").read_text().splitlines()]
+    assert all(r["summary"] == heldout[r["id"]]["policy"]["summary"] for r in rl_rows)
+    assert stages(run)["label_alignment"]["status"] == "done"  # `rlaif run` measures the labeler's alignment too
+
+
 def test_rerun_skips_everything_and_kl_coef_reruns_only_downstream(killed_and_resumed, tmp_path):
     src, _ = killed_and_resumed
     run = tmp_path / "run"

@@ -101,7 +101,33 @@ def test_micro_batching_changes_only_float_rounding():
         stats = ppo_update(pv, optimizer, scheduler, Accelerator(cpu=True), r, rl, torch.Generator().manual_seed(0), step=0)
         results.append(({n: p.detach().clone() for n, p in pv.named_parameters() if p.requires_grad}, stats))
     (w4, s4), (w1, s1) = results
+    # Adam divides by sqrt(v): where a gradient is near zero, its rounding noise becomes a step of
+    # up to ~lr, so weights get a looser bound than the losses
     for name in w4:
-        torch.testing.assert_close(w1[name], w4[name], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(w1[name], w4[name], atol=1e-4, rtol=1e-3)
     for key in ("loss/policy", "loss/value", "policy/approxkl"):
         assert abs(s1[key] - s4[key]) < 1e-4, key
+
+
+def test_shared_layers_are_computed_once_and_reused_exactly():
+    """lean [D48]: the top of the stack run from the layer inputs saved while sampling gives the
+    full forward's logits, values and reference log-probs."""
+    models, tokenizer, rl = tiny_setup("lean")  # tiny-random has 2 layers: layer 0 shared, layer 1 adapted
+    pv = models.trainable
+    assert pv.shared_layers == 1
+    assert not any(p.requires_grad for n, p in pv.policy.named_parameters() if ".layers.0." in n)
+    with torch.no_grad():  # an adapter that is not the identity
+        for name, p in pv.policy.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    queries, mask = encode(tokenizer, PROMPTS)
+    r = rollout(models, tokenizer, queries, mask, PROMPTS, rl, torch.Generator().manual_seed(0))
+    L = r.query_responses.size(1)
+    assert r.layer_inputs.shape == (4, L - 1, pv.value_head.in_features)
+    with torch.no_grad():
+        full_logits, full_values = pv(r.query_responses, r.attention_mask, r.context_length, rl.temperature)
+        top_logits, top_values = pv(r.query_responses, r.attention_mask, r.context_length, rl.temperature, r.layer_inputs)
+    torch.testing.assert_close(top_logits, full_logits, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(top_values, full_values, atol=1e-4, rtol=1e-4)
+    ref_full = models.ref_logprobs(r.query_responses, r.attention_mask, r.context_length, r.responses, rl.temperature)
+    torch.testing.assert_close(r.ref_logprobs, ref_full.masked_fill(r.padding_mask, 1.0), atol=1e-4, rtol=1e-4)

@@ -26,7 +26,8 @@ class VLLMOfflineLabeler:
                 from vllm import LLM, SamplingParams
             except ImportError:
                 raise ModelLoadError("label.labeler.backend vllm_offline needs vllm: `pip install vllm` (an optional extra)") from None
-            engine = LLM(model=resolve_model(settings.model), dtype=settings.dtype, enable_prefix_caching=True, trust_remote_code=False)
+            engine = LLM(model=resolve_model(settings.model), dtype=settings.dtype, tensor_parallel_size=settings.tensor_parallel_size,
+                         enable_prefix_caching=True, trust_remote_code=False)
             sampling_params = SamplingParams
         self.engine, self._params = engine, sampling_params
         self.tokenizer = engine.get_tokenizer()

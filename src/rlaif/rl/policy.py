@@ -25,7 +25,6 @@ from torch import nn
 from rlaif.config import RLConfig
 from rlaif.models import disable_dropout, load_causal_lm
 from rlaif.rl.losses import logprobs_from_logits
-from rlaif.training import apply_lora
 
 # (query_responses (B, L), attention_mask (B, L), last_index (B,), prompts, responses) -> scores (B,)
 RewardFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, list[str], list[str]], torch.Tensor]
@@ -53,21 +52,49 @@ def last_hidden(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch
     return out.last_hidden_state
 
 
+@contextlib.contextmanager
+def _top_layers(decoder: nn.Module, k: int):
+    """The decoder with only its layers k.. (the same modules), so that a forward fed with
+    inputs_embeds = the inputs of layer k runs just the top of the stack, with the model's own
+    mask, rotary and norm code."""
+    full = decoder.layers
+    decoder.layers = nn.ModuleList(list(full)[k:])
+    try:
+        yield
+    finally:
+        decoder.layers = full
+
+
+def top_hidden(model: nn.Module, layer_inputs: torch.Tensor, attention_mask: torch.Tensor, k: int) -> torch.Tensor:
+    """Final-norm hidden states (B, L, H) from the inputs of decoder layer k (B, L, H) [D48]."""
+    decoder = backbone(model)
+    with _top_layers(decoder, k):
+        out = decoder(inputs_embeds=layer_inputs, attention_mask=attention_mask, position_ids=position_ids(attention_mask), use_cache=False)
+    return out.last_hidden_state
+
+
 class PolicyAndValue(nn.Module):
     """Everything trainable as one module, so DDP wraps one thing and one optimizer steps it."""
 
-    def __init__(self, policy: nn.Module, value_head: nn.Linear, value_model: nn.Module | None):
+    def __init__(self, policy: nn.Module, value_head: nn.Linear, value_model: nn.Module | None, shared_layers: int = 0):
         super().__init__()
         self.policy = policy
         self.value_head = value_head
         self.value_model = value_model
         """None (lean): the value head reads the policy's own hidden states."""
+        self.shared_layers = shared_layers
+        """lean: decoder layers below this index have no adapter (shared with the reference) [D48]."""
 
     def forward(self, query_responses: torch.Tensor, attention_mask: torch.Tensor, context_length: int,
-                temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+                temperature: float, layer_inputs: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Policy logits divided by the temperature [D14] and values, at the response positions:
-        (B, T, V) and (B, T). Position t holds the state *before* response token t [D01]."""
-        hidden = last_hidden(self.policy, query_responses, attention_mask)[:, context_length - 1 : -1]  # (B, T, H)
+        (B, T, V) and (B, T). Position t holds the state *before* response token t [D01].
+        `layer_inputs` (B, L-1, H), the inputs of layer `shared_layers` at positions 0..L-2 saved
+        while sampling, replaces the bottom of the stack [D48]."""
+        if layer_inputs is not None:
+            hidden = top_hidden(self.policy, layer_inputs, attention_mask[:, :-1], self.shared_layers)[:, context_length - 1 :]
+        else:
+            hidden = last_hidden(self.policy, query_responses, attention_mask)[:, context_length - 1 : -1]  # (B, T, H)
         logits = hf_model(self.policy).get_output_embeddings()(hidden).float() / temperature
         if self.value_model is not None:
             hidden = last_hidden(self.value_model, query_responses, attention_mask)[:, context_length - 1 : -1]
@@ -95,11 +122,16 @@ class RLModels:
 
     @torch.no_grad()
     def ref_logprobs(self, query_responses: torch.Tensor, attention_mask: torch.Tensor, context_length: int,
-                     responses: torch.Tensor, temperature: float) -> torch.Tensor:
-        """Log-probs of the response tokens under the SFT policy, (B, T) [D05][D14]."""
+                     responses: torch.Tensor, temperature: float, layer_inputs: torch.Tensor | None = None) -> torch.Tensor:
+        """Log-probs of the response tokens under the SFT policy, (B, T) [D05][D14]; with
+        `layer_inputs` (lean), only the layers above the shared ones run [D48]."""
         model = self.reference_model()
         with self.reference_context():
-            hidden = last_hidden(model, query_responses, attention_mask)[:, context_length - 1 : -1]
+            if layer_inputs is not None:
+                k = self.trainable.shared_layers
+                hidden = top_hidden(model, layer_inputs, attention_mask[:, :-1], k)[:, context_length - 1 :]
+            else:
+                hidden = last_hidden(model, query_responses, attention_mask)[:, context_length - 1 : -1]
             logits = hf_model(model).get_output_embeddings()(hidden).float() / temperature
         return logprobs_from_logits(logits, responses)
 
@@ -142,9 +174,11 @@ def load_models(rl: RLConfig, sft_path: str, tokenizer, reward: RewardFn, reward
     hidden_size = policy.config.hidden_size
     if rl.mode == "lean":
         policy.requires_grad_(False)
-        policy = apply_lora(policy, rl.lora, task_type="CAUSAL_LM")
+        policy, shared = lean_adapter(policy, rl)
         disable_dropout(policy)
-        trainable = PolicyAndValue(policy, value_head_from(score_head, hidden_size), None)
+        trainable = PolicyAndValue(policy, value_head_from(score_head, hidden_size), None, shared)
+        if shared:
+            _check_top_forward(trainable)
         return RLModels(trainable, None, reward, "lean")
     reference = _freeze(load_causal_lm(sft_path, tokenizer, rl.dtype))
     if value_init_path is not None:
@@ -159,6 +193,39 @@ def load_models(rl: RLConfig, sft_path: str, tokenizer, reward: RewardFn, reward
         head = value_head_from(None, hidden_size)
     disable_dropout(value_model)
     return RLModels(PolicyAndValue(policy, head, value_model), reference, reward, "standard")
+
+
+def lean_adapter(policy: nn.Module, rl: RLConfig) -> tuple[nn.Module, int]:
+    """The policy with a LoRA adapter on decoder layers k.. only, k = shared_layers x depth [D40][D48]."""
+    from peft import LoraConfig, get_peft_model
+
+    layers = backbone(policy).layers
+    k = int(rl.shared_layers * len(layers))
+    targets = rl.lora.target_modules
+    if targets == ["all-linear"]:  # peft's shorthand cannot be combined with a layer range
+        targets = sorted({name.rsplit(".", 1)[-1] for name, m in layers[0].named_modules() if isinstance(m, nn.Linear)})
+    config = LoraConfig(r=rl.lora.r, lora_alpha=rl.lora.alpha, lora_dropout=rl.lora.dropout, target_modules=targets,
+                        task_type="CAUSAL_LM", layers_to_transform=list(range(k, len(layers))), layers_pattern="layers")
+    return get_peft_model(policy, config), k
+
+
+@torch.no_grad()
+def _check_top_forward(pv: PolicyAndValue) -> None:
+    """Running only the top layers from saved layer inputs must equal the full forward; a model
+    whose forward does more than embed -> layers -> norm (e.g. scales its embeddings) fails here."""
+    ids = torch.arange(3, 11, device=pv.value_head.weight.device).unsqueeze(0)  # (1, 8)
+    mask = torch.ones_like(ids)
+    decoder, captured = backbone(pv.policy), []
+    hook = decoder.layers[pv.shared_layers].register_forward_pre_hook(
+        lambda module, args, kwargs: captured.append(args[0] if args else kwargs["hidden_states"]), with_kwargs=True)
+    try:
+        full = last_hidden(pv.policy, ids, mask)
+    finally:
+        hook.remove()
+    top = top_hidden(pv.policy, captured[0], mask, pv.shared_layers)
+    if not torch.allclose(full, top, atol=1e-4, rtol=1e-4):
+        raise ValueError(f"{type(decoder).__name__}: running the top layers alone does not reproduce the full forward; "
+                         "set rl.shared_layers=0 for this model")
 
 
 def trainable_state(module: nn.Module) -> dict[str, torch.Tensor]:

@@ -42,6 +42,7 @@ class Rollout:
     advantages: torch.Tensor       # (B, T)
     returns: torch.Tensor          # (B, T)
     texts: list[str]
+    layer_inputs: torch.Tensor | None = None  # (B, L-1, H) lean: inputs of the first adapted layer [D48]
 
 
 def _chunked(fn, batch_size: int, *tensors: torch.Tensor) -> torch.Tensor:
@@ -53,20 +54,25 @@ def _chunked(fn, batch_size: int, *tensors: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def rollout(models: RLModels, tokenizer, queries: torch.Tensor, query_mask: torch.Tensor, prompts: list[str],
             rl: RLConfig, generator: torch.Generator) -> Rollout:
-    eos, pad, T, ctx = tokenizer.eos_token_id, tokenizer.pad_token_id, rl.response_length, queries.size(1)
+    eos, pad, ctx = tokenizer.eos_token_id, tokenizer.pad_token_id, queries.size(1)
     pv = models.trainable
     # 1. sample with the KV cache; log-probs (and lean values) come with the samples [D01][D43]
-    s = sample(pv.policy, queries, query_mask, T, rl.temperature, eos, pad, generator,
-               pv.value_head if pv.values_from_policy else None)
+    s = sample(pv.policy, queries, query_mask, rl.response_length, rl.temperature, eos, pad, generator,
+               pv.value_head if pv.values_from_policy else None, collect_layer=pv.shared_layers)
     # 2. cut after the first EOS [D02]; the last real token is the EOS, or T-1 without one [D03]
     responses = truncate_response(s.responses, eos, pad)  # (B, T)
     padding_mask = response_padding_mask(responses, eos)
     seq_len = sequence_lengths(responses, eos)
     query_responses = torch.cat([queries, responses], dim=1)  # (B, L)
     attention_mask = torch.cat([query_mask, torch.ones_like(responses)], dim=1)
-    # 3. reference log-probs [D05][D14], values (standard mode), scores at the EOS [D03]
-    ref_logprobs = _chunked(lambda q, a, r: models.ref_logprobs(q, a, ctx, r, rl.temperature),
-                            rl.forward_batch_size, query_responses, attention_mask, responses)
+    # 3. reference log-probs [D05][D14] (lean: from the shared layers' saved output [D48]),
+    #    values (standard mode), scores at the EOS [D03]
+    if s.layer_inputs is not None:
+        ref_logprobs = _chunked(lambda q, a, r, h: models.ref_logprobs(q, a, ctx, r, rl.temperature, h),
+                                rl.forward_batch_size, query_responses, attention_mask, responses, s.layer_inputs)
+    else:
+        ref_logprobs = _chunked(lambda q, a, r: models.ref_logprobs(q, a, ctx, r, rl.temperature),
+                                rl.forward_batch_size, query_responses, attention_mask, responses)
     values = s.values if s.values is not None else _chunked(
         lambda q, a: pv.values(q, a, ctx), rl.forward_batch_size, query_responses, attention_mask)
     texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
@@ -87,7 +93,7 @@ def rollout(models: RLModels, tokenizer, queries: torch.Tensor, query_mask: torc
     if rl.ppo.whiten_advantages:
         advantages = masked_whiten(advantages, ~padding_mask).masked_fill(padding_mask, 0.0)
     return Rollout(query_responses, attention_mask, ctx, responses, padding_mask, logprobs, ref_logprobs, values,
-                   kl, raw_scores, scores, rewards, advantages, returns, texts)
+                   kl, raw_scores, scores, rewards, advantages, returns, texts, s.layer_inputs)
 
 
 def ppo_update(model, optimizer, scheduler, accelerator, r: Rollout, rl: RLConfig, generator: torch.Generator,
@@ -142,7 +148,9 @@ def _micro_batch_loss(model, r: Rollout, mb_inds: torch.Tensor, rl: RLConfig) ->
     # drop the left-padding columns every row of this micro-batch has: positions come from the
     # mask [D01], so the result is the same, on fewer tokens
     trim = int((attention_mask[:, : r.context_length] == 0).all(0).long().cumprod(0).sum())
-    logits, vpred = model(r.query_responses[mb_inds, trim:], attention_mask[:, trim:], r.context_length - trim, rl.temperature)
+    layer_inputs = r.layer_inputs[mb_inds, trim:] if r.layer_inputs is not None else None
+    logits, vpred = model(r.query_responses[mb_inds, trim:], attention_mask[:, trim:], r.context_length - trim, rl.temperature,
+                          layer_inputs)
     new_logprobs = logprobs_from_logits(logits, mb_responses).masked_fill(mb_padding, INVALID_LOGPROB)  # (b, T)
     vpred = vpred.masked_fill(mb_padding, 0.0)
     pg_loss, pg_stats = policy_loss(new_logprobs, r.logprobs[mb_inds], r.advantages[mb_inds], mb_mask, rl.ppo.cliprange)

@@ -24,11 +24,15 @@ from rlaif.rl.policy import backbone, hf_model
 @dataclass
 class Samples:
     responses: torch.Tensor
-    """(B, T) sampled ids; after every row has emitted EOS the rest is pad (cut there anyway [D02])."""
+    """(B, T) sampled ids; T < response_length when every row has emitted EOS before the cap
+    (what follows would be cut anyway [D02])."""
     logprobs: torch.Tensor
     """(B, T) log-prob of each sampled token under logits / temperature [D14]."""
     values: torch.Tensor | None
     """(B, T) value of the state before each token, or None without a value head."""
+    layer_inputs: torch.Tensor | None = None
+    """(B, Lq + T - 1, H) inputs of decoder layer `collect_layer` at every position fed to the model
+    (the last sampled token is never fed), or None [D48]."""
 
 
 @torch.no_grad()
@@ -42,11 +46,25 @@ def sample(
     pad_token_id: int,
     generator: torch.Generator | None = None,
     value_head: nn.Linear | None = None,
+    collect_layer: int = 0,
 ) -> Samples:
     """Sample `response_length` tokens after left-padded `queries` (B, Lq) [D01]. temperature 0
-    is greedy. Rows keep sampling after their EOS, as the reference does, until every row has one."""
-    with merged_lora(policy):
-        return _sample(policy, queries, query_mask, response_length, temperature, eos_token_id, pad_token_id, generator, value_head)
+    is greedy. Rows keep sampling after their EOS, as the reference does, until every row has one.
+    `collect_layer` > 0 keeps the inputs of that decoder layer (lean's shared layers [D48])."""
+    captured: list[torch.Tensor] = []
+    hook = None
+    if collect_layer:
+        hook = backbone(policy).layers[collect_layer].register_forward_pre_hook(
+            lambda module, args, kwargs: captured.append(args[0] if args else kwargs["hidden_states"]), with_kwargs=True)
+    try:
+        with merged_lora(policy):
+            out = _sample(policy, queries, query_mask, response_length, temperature, eos_token_id, pad_token_id, generator, value_head)
+    finally:
+        if hook is not None:
+            hook.remove()
+    if collect_layer:
+        out.layer_inputs = torch.cat(captured, dim=1)  # (B, Lq + T - 1, H)
+    return out
 
 
 @contextlib.contextmanager
@@ -85,6 +103,7 @@ def _sample(policy, queries, query_mask, response_length, temperature, eos_token
     values = torch.zeros(B, response_length, device=queries.device) if value_head is not None else None
     done = torch.zeros(B, dtype=torch.bool, device=queries.device)
     input_ids = queries
+    steps = response_length
     for t in range(response_length):
         out = decoder(input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
         hidden = out.last_hidden_state[:, -1]  # (B, H): the state before token t
@@ -100,8 +119,10 @@ def _sample(policy, queries, query_mask, response_length, temperature, eos_token
             values[:, t] = value_head(hidden).squeeze(-1).float()
         done |= token[:, 0] == eos_token_id
         if done.all():
+            steps = t + 1
             break  # everything after each row's first EOS is cut [D02]; no need to sample it
         input_ids = token
         mask = torch.cat([mask, mask.new_ones(B, 1)], dim=1)
         positions = positions[:, -1:] + 1
-    return Samples(responses, logprobs, values)
+    values = values[:, :steps] if values is not None else None
+    return Samples(responses[:, :steps], logprobs[:, :steps], values)

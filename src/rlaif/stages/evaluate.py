@@ -25,13 +25,13 @@ from rlaif.artifacts import RunDir, atomic_write_text, barrier, is_main_process
 from rlaif.config import PipelineConfig
 from rlaif.data import build_prompt, load_posts
 from rlaif.eval_judge import eval_prompt, judge_pairs
-from rlaif.eval_scoring import score_shared_prompt
 from rlaif.generation import generate
-from rlaif.jsonl import AppendLog
+from rlaif.jsonl import AppendLog, read_jsonl
 from rlaif.models import load_causal_lm, load_tokenizer
 from rlaif.tracking import start_tracking
 
 REFERENCE = "reference"
+RM_BATCH = 8  # summaries per reward-model forward
 JUDGE_POSTS = 4  # posts (all their comparisons) per judge call between appends: what a kill can lose at most
 
 
@@ -81,7 +81,8 @@ def run(cfg: PipelineConfig, rundir: RunDir, stage: str = "evaluate") -> dict:
     # 1. summaries: each policy greedily, with one token cap; cached per system
     summaries: dict[str, dict[str, dict]] = {}
     for system, source in policy_stages(cfg).items():
-        summaries[system] = _generations(rundir, out.dir, system, source, tokenizer, ids, prompts, ev, device)
+        known = _heldout_summaries(cfg, rundir, system, prompts)
+        summaries[system] = _generations(rundir, out.dir, system, source, tokenizer, ids, prompts, ev, device, known)
     if references:
         summaries[REFERENCE] = {i: {"summary": s, "ended_with_eos": None} for i, s in references.items()}
     text = {system: {i: row["summary"] for i, row in rows.items()} for system, rows in summaries.items()}
@@ -116,10 +117,38 @@ def run(cfg: PipelineConfig, rundir: RunDir, stage: str = "evaluate") -> dict:
     return metrics
 
 
-def _generations(rundir, out_dir, system, source, tokenizer, ids, prompts, ev, device) -> dict[str, dict]:
-    """The cached summaries of one policy, generating only the posts not yet in the cache. [E01]"""
+# system -> (RL stage whose heldout.jsonl may hold its greedy summaries, key in that file's rows)
+HELDOUT_SOURCES = {"rl": ("rl", "policy"), "sft": ("rl", "sft"), "rl_rlhf": ("rl_rlhf", "policy")}
+
+
+def _heldout_summaries(cfg: PipelineConfig, rundir: RunDir, system: str, prompts: dict[str, str]) -> dict[str, dict]:
+    """Greedy summaries the RL stage already wrote on these posts (its heldout.jsonl), by id: the
+    same model, prompt, dtype and token cap give the same summary, so they are not generated twice.
+    Rows whose prompt differs are ignored. [E09]"""
+    stage, key = HELDOUT_SOURCES.get(system, (None, None))
+    path = rundir.stage_dir(stage) / "heldout.jsonl" if stage else None
+    rl = getattr(cfg, "rl", None)
+    if (path is None or rl is None or not path.exists() or rl.response_length != cfg.evaluate.max_new_tokens
+            or rl.dtype != cfg.evaluate.dtype or rundir.entry(stage) is None):
+        return {}
+    known = {}
+    for row in read_jsonl(path):
+        if prompts.get(row["id"]) == row["prompt"] and key in row:
+            r = row[key]
+            known[row["id"]] = {"id": row["id"], "system": system, "summary": r["summary"], "ended_with_eos": r["ended_with_eos"],
+                                "num_tokens": r["num_tokens"], "from": f"{stage}/heldout.jsonl"}
+    return known
+
+
+def _generations(rundir, out_dir, system, source, tokenizer, ids, prompts, ev, device, known=None) -> dict[str, dict]:
+    """The cached summaries of one policy, generating only the posts not yet in the cache (nor in
+    `known`, summaries the RL stage already wrote). [E01][E09]"""
     with AppendLog(out_dir / "generations" / f"{system}.jsonl") as log:
         done = {row["id"]: row for row in log.rows}
+        for i, row in (known or {}).items():
+            if i in prompts and i not in done:
+                log.append(row)
+                done[i] = row
         # Similar lengths share a batch, so less compute goes to left padding; the cache is keyed by id.
         todo = sorted((i for i in ids if i not in done), key=lambda i: len(prompts[i]))
         if todo:
@@ -139,27 +168,28 @@ def _generations(rundir, out_dir, system, source, tokenizer, ids, prompts, ev, d
 
 
 def _rm_scores(rundir, out_dir, rm, text, prompts, ev, device) -> dict[str, dict[str, float]]:
-    """system -> id -> score of reward model `rm` (a stage name); cached in rm_scores.jsonl. All
-    systems' summaries of a post are scored together, the post encoded once (eval_scoring). [E06]"""
-    from rlaif.reward_model import load_reward_model
+    """system -> id -> score of reward model `rm` (a stage name); cached in rm_scores.jsonl. [E06]"""
+    from rlaif.reward_model import load_reward_model, score
 
     with AppendLog(out_dir / "rm_scores.jsonl") as log:
         done: dict[str, dict[str, float]] = {system: {} for system in text}
         for row in log.rows:
             if row["rm"] == rm:
                 done[row["system"]][row["id"]] = row["score"]
-        pending = {i: [s for s in text if i in text[s] and i not in done[s]] for i in prompts}
-        pending = {i: systems for i, systems in pending.items() if systems}
-        if pending:
-            model, tokenizer = load_reward_model(str(rundir.stage_dir(rm) / "model"), dtype=ev.dtype)
-            model.to(device)
-            for i, systems in tqdm(pending.items(), desc=f"score {rm}", unit="post"):
-                scores = score_shared_prompt(model, tokenizer, prompts[i], [text[s][i] for s in systems])
-                for system, value in zip(systems, scores.tolist()):
-                    log.append({"rm": rm, "system": system, "id": i, "score": value})
-                    done[system][i] = value
-            del model
-            gc.collect()
+        model = tokenizer = None
+        for system, by_id in text.items():
+            todo = [i for i in by_id if i not in done[system]]
+            if not todo:
+                continue
+            if model is None:
+                model, tokenizer = load_reward_model(str(rundir.stage_dir(rm) / "model"), dtype=ev.dtype)
+                model.to(device)
+            scores = score(model, tokenizer, [prompts[i] for i in todo], [by_id[i] for i in todo], batch_size=RM_BATCH)
+            for i, value in zip(todo, scores.tolist()):
+                log.append({"rm": rm, "system": system, "id": i, "score": value})
+                done[system][i] = value
+        del model
+        gc.collect()
     return done
 
 

@@ -30,17 +30,20 @@ ALIGNMENT_STAGE = "label_alignment"
 
 
 def upstream(cfg: PipelineConfig, stage: str = "label") -> tuple[str, ...]:
-    return ("pairs",)
+    return () if stage == ALIGNMENT_STAGE else ("pairs",)
 
 
 def data_sources(cfg: PipelineConfig, stage: str = "label") -> list[DatasetConfig]:
     # The exemplars file is an input: editing it must make the labels stale.
-    return [DatasetConfig(path=cfg.label.fewshot_file)] if cfg.label.fewshot_file else []
+    fewshot = [DatasetConfig(path=cfg.label.fewshot_file)] if cfg.label.fewshot_file else []
+    if stage == ALIGNMENT_STAGE:
+        return list(cfg.label.alignment_summarize) + list(cfg.label.alignment_dialogue) + fewshot
+    return fewshot
 
 
 def run(cfg: PipelineConfig, rundir: RunDir, stage: str = "label", eval_alignment: bool = False,
         force_alignment: bool = False) -> dict:
-    if eval_alignment:
+    if eval_alignment or stage == ALIGNMENT_STAGE:  # `rlaif label --eval-alignment`, or `rlaif run`
         return run_alignment(cfg, rundir, force_alignment)
     section = cfg.label
     single_process(stage)
@@ -67,7 +70,7 @@ def run_alignment(cfg: PipelineConfig, rundir: RunDir, force: bool = False) -> d
         raise ConfigError("label.alignment_summarize and label.alignment_dialogue are both empty; "
                           "list human comparison files there to use --eval-alignment")
     single_process("label")
-    sources = [ds for task in sets.values() for ds in task] + data_sources(cfg)
+    sources = data_sources(cfg, ALIGNMENT_STAGE)
     if not force and rundir.is_fresh(ALIGNMENT_STAGE, rundir.fingerprint(ALIGNMENT_STAGE, section, (), sources)):
         path = rundir.stage_dir(ALIGNMENT_STAGE) / "metrics.json"
         print(f"[rlaif] label --eval-alignment: up to date in {path} (--force reruns it)", flush=True)

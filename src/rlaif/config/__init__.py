@@ -1,0 +1,40 @@
+"""Typed configuration: one dataclass per stage, one YAML file for the whole pipeline.
+
+`load_config(path, overrides)` reads the YAML, applies `--set a.b=c` overrides, and builds the
+dataclasses below, checking every key and type. Errors name the field by its dotted path
+(`sft.learning_rate: expected float, got 'fast'`). The docstring under each field is what
+`rlaif <stage> --help` prints, so it is the single place a setting is documented.
+
+Layout: base.py (ConfigError, YAML -> dataclass building, overrides, hashing, help), data.py
+(data sources, LoRA, the `data` section), sft.py (sft, pairs), label.py (labeler, label), reward.py,
+rl.py (rl + PPO), evaluate.py (evaluate, report), pipeline.py (PipelineConfig, load_config) and
+validate.py (cross-field and file checks). Import from `rlaif.config`; the modules are layout.
+"""
+
+from rlaif.config.base import (
+    EMBEDDED_MODELS,
+    ConfigError,
+    apply_override,
+    describe,
+    field_docs,
+    from_dict,
+    section_hash,
+    to_dict,
+)
+from rlaif.config.data import LOCAL_DATA_SUFFIXES, DataConfig, DatasetConfig, LoraSettings
+from rlaif.config.evaluate import EvaluateConfig, ReportConfig
+from rlaif.config.label import LabelConfig, LabelerSettings, OpenAIApiSettings
+from rlaif.config.pipeline import LoggingConfig, PipelineConfig, load_config, to_yaml
+from rlaif.config.reward import RewardConfig
+from rlaif.config.rl import PPOSettings, RLConfig
+from rlaif.config.sft import PairsConfig, SFTConfig
+from rlaif.config.validate import EVAL_SYSTEMS, validate
+
+__all__ = [
+    "EMBEDDED_MODELS", "EVAL_SYSTEMS", "LOCAL_DATA_SUFFIXES",
+    "ConfigError", "DataConfig", "DatasetConfig", "EvaluateConfig", "LabelConfig", "LabelerSettings",
+    "LoggingConfig", "LoraSettings", "OpenAIApiSettings", "PPOSettings", "PairsConfig", "PipelineConfig",
+    "RLConfig", "ReportConfig", "RewardConfig", "SFTConfig",
+    "apply_override", "describe", "field_docs", "from_dict", "load_config", "section_hash", "to_dict",
+    "to_yaml", "validate",
+]

@@ -1,0 +1,128 @@
+"""Config section of the stages `rl` and `rl_rlhf` (PPO), with its nested PPO settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+# Imported at run time, not under TYPE_CHECKING: typing.get_type_hints (from_dict, describe)
+# resolves the field annotations in this module's namespace.
+from rlaif.config.data import DatasetConfig, LoraSettings
+from rlaif.config.label import LabelerSettings
+
+
+@dataclass
+class PPOSettings:
+    """PPO optimisation (Huang et al. 2024, arXiv 2403.17031, §7; reference ppo.py `PpoHParams`)."""
+
+    # --- schedule ---
+    ppo_epochs: int = 4
+    """Passes over each rollout batch (reference `noptepochs`). [D10]"""
+    num_minibatches: int = 1
+    """Optimizer steps per PPO epoch: the rollout batch is shuffled and cut into this many. [D10]"""
+    micro_batch_size: int = 8
+    """Sequences per forward/backward inside a minibatch (gradient accumulation). A memory knob:
+    results change only by float rounding."""
+
+    # --- losses ---
+    cliprange: float = 0.2
+    """Policy ratio clip epsilon. [D10]"""
+    cliprange_value: float = 0.2
+    """Value clip around the rollout-time value. [D11]"""
+    vf_coef: float = 0.1
+    """Weight of the value loss in the total loss (reference `vf_coef`). [D11]"""
+    gamma: float = 1.0
+    """GAE discount; 1 because the only real reward is terminal and episodes are short. [D07]"""
+    lam: float = 0.95
+    """GAE lambda. [D07]"""
+    whiten_advantages: bool = True
+    """Normalise advantages over the rollout batch's real tokens. [D08]"""
+
+    # --- optimiser ---
+    learning_rate: float = 3e-6
+    """AdamW learning rate; 3e-6 is Huang et al.'s for full fine-tuning; LoRA (lean) wants ~100x more. [D13]"""
+    lr_scheduler_type: str = "cosine"
+    """Any transformers scheduler name, stepped once per optimizer step (cosine decays to 0). [D13]"""
+    adam_eps: float = 1e-5
+    """AdamW epsilon (reference 1e-5; PyTorch default 1e-8). [D13]"""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    max_grad_norm: float | None = None
+    """Clip the gradient norm to this; None = no clipping (as the reference and TRL 0.13's PPO)."""
+
+
+@dataclass
+class RLConfig:
+    """Stages `rl` (RLAIF arm) and `rl_rlhf` (RLHF arm): PPO of the SFT policy against a reward
+    source. Details [D01]-[D14], [D40]-[D45] in docs/implementation_details.md."""
+
+    # --- models ---
+    mode: Literal["standard", "lean"] = "standard"
+    """`standard`: separate policy, value, reference and reward models, full fine-tuning (what
+    TRL 0.13's PPOTrainer does). `lean`: one frozen base (sft/model) with a LoRA policy adapter and
+    a value head on its hidden states; the reference is the base with the adapter off; the reward
+    model stays separate, frozen. Far less memory and compute per episode. [D40]"""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Weights dtype of every model. float32 on CPU."""
+    lora: LoraSettings = field(default_factory=lambda: LoraSettings(enabled=True))
+    """Adapter of `lean` mode (`enabled` must stay true there); `standard` does not read it."""
+    shared_layers: float = 0.5
+    """`lean` only: the fraction of decoder layers, from the bottom, that get no adapter. Policy and
+    reference share them (TRL's `num_shared_layers` idea), so their output is computed once per
+    rollout, while sampling, and reused by the reference pass and by every training pass; only the
+    layers above carry LoRA and are recomputed and back-propagated. 0 = adapters on every layer. [D48]"""
+
+    # --- reward ---
+    reward_source: Literal["reward_model", "direct"] = "reward_model"
+    """Reward of the RLAIF arm (`rl`). `reward_model`: the trained RM (reward/model) with its
+    reward_bias. `direct`: d-RLAIF (Lee et al. 2023, §2.3): the AI labeler rates each summary 1-10
+    and the reward is the probability-weighted mean score rescaled to [-1, 1]; no RM. [D45]
+    The RLHF arm (`rl_rlhf`) always uses reward_rlhf/model."""
+    direct_labeler: LabelerSettings | None = None
+    """Judge of reward_source `direct`; None = label.labeler. Backend hf_local only (it reads the
+    full next-token distribution over the ten scores)."""
+
+    # --- prompts ---
+    prompts: list[DatasetConfig] = field(default_factory=list)
+    """Posts to optimise on; empty = the prompt pool's posts the RM never saw: data.prompts from
+    index pairs.num_posts on (all of data.prompts when num_posts is None)."""
+
+    # --- rollout ---
+    total_episodes: int = 64
+    """Responses sampled over the whole run; PPO steps = total_episodes // (rollout_batch_size x processes)."""
+    rollout_batch_size: int = 8
+    """Prompts per process per PPO step (one response each)."""
+    response_length: int = 53
+    """Tokens sampled per response, then cut after the first EOS (Huang et al. 2024: 53). [D02]"""
+    temperature: float = 0.7
+    """Sampling temperature; logits are divided by it for every log-prob too (Huang et al. 2024: 0.7). [D14]"""
+    forward_batch_size: int = 8
+    """Sequences per no-grad forward pass (reference, reward, value) while scoring a rollout."""
+
+    # --- reward shaping ---
+    kl_coef: float = 0.05
+    """beta in r_t = -beta * KL_t against the SFT policy, on every token (Huang et al. 2024: 0.05). [D05]"""
+    kl_estimator: Literal["k1", "k3"] = "k1"
+    """k1 = logp - ref_logp (reference); k3 = (r - 1) - log r, never negative (Schulman 2020). [D05]"""
+    missing_eos_penalty: float = 1.0
+    """Subtracted from the score of a response that never emits EOS. [D04]"""
+    whiten_rewards: bool = False
+    """Normalise the per-token rewards (mean kept) before GAE. [D09]"""
+
+    # --- optimisation ---
+    ppo: PPOSettings = field(default_factory=PPOSettings)
+    """PPO epochs, minibatches, clipping, loss weights and the optimiser."""
+
+    # --- logging, checkpoints, evaluation ---
+    sample_steps: int = 10
+    """Append a few prompts with their sampled responses and scores to rl/samples.jsonl every N steps."""
+    num_samples: int = 2
+    """Responses written per sampling step."""
+    save_steps: int = 10
+    """Checkpoint (trainable weights, optimizer, scheduler, RNG) every N PPO steps; a rerun resumes from the last."""
+    save_total_limit: int = 2
+    """Keep at most this many checkpoints on disk."""
+    heldout_posts: int = 64
+    """After training, greedy summaries of the first N data.eval posts by the SFT model and by the
+    policy, scored by the reward, with the policy's KL to SFT on them, go into rl/metrics.json
+    (0 or no data.eval = off)."""
