@@ -140,9 +140,13 @@ def model_flops(impl: str, episodes: int, prompt_tokens: float, n_body: float, n
     elif impl == "standard":
         rollout = L * 2 * n_body + R * 2 * n_head + 2 * L * 2 * n_body
         train = EPOCHS * (L * 6 * n_body + R * 6 * n_head + L * 6 * n_body)
-    else:  # lean: log-probs and values come with the samples; the value head shares the policy's pass
-        rollout = L * 2 * n_body + R * 2 * n_head + L * 2 * n_body  # reference (adapter off); reward
-        train = EPOCHS * (L * 4 * n_body + R * 4 * n_head)
+    else:  # lean: log-probs and values come with the samples; the value head shares the policy's pass;
+        # the bottom `shared_layers` of the stack run once, while sampling [D48]; frozen weights: backward 2x
+        from rlaif.config import RLConfig
+
+        top = 1.0 - RLConfig().shared_layers
+        rollout = L * 2 * n_body * top + R * 2 * n_head + L * 2 * n_body  # reference (adapter off, top layers); reward
+        train = EPOCHS * (L * 4 * n_body * top + R * 4 * n_head)
     return episodes * (gen + rollout + train)
 
 

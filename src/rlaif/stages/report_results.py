@@ -33,21 +33,22 @@ def label_position_bias(rows: list[dict]) -> dict:
 
 
 def labeler_alignment(rundir: RunDir) -> list[list[str]]:
-    """Rows (metric, value) of the labeler's agreement with human choices: label_alignment/metrics.json
-    (`rlaif label CONFIG --eval-alignment`) and any alignment numbers in labels/metrics.json."""
-    found = []
-
-    def walk(obj, prefix):
-        for key, value in obj.items():
-            name = f"{prefix}{key}"
-            if isinstance(value, dict):
-                walk(value, f"{name}/")
-            elif isinstance(value, (int, float)) and not isinstance(value, bool) and "align" in name:
-                found.append([name, fmt(value)])
-
-    for stage in ("label_alignment", "label"):
-        walk(_load(rundir.stage_dir(stage) / "metrics.json"), f"{stage}: ")
-    return found
+    """Rows (what, value) of the labeler's agreement with human choices, per human comparison set:
+    label_alignment/metrics.json (one entry per task), and labels/metrics.json when the labeled
+    pairs carried human choices."""
+    sets = dict(_load(rundir.stage_dir("label_alignment") / "metrics.json"))
+    if "alignment_with_humans" in (labels := _load(rundir.stage_dir("label") / "metrics.json")):
+        sets["labeled pairs"] = labels
+    rows = []
+    for task, m in sets.items():
+        align = m.get("alignment_with_humans") or {}
+        if align.get("accuracy") is None:
+            continue
+        bias = m.get("position_bias") or {}
+        rows.append([f"agreement with humans ({task}, {align.get('pairs')} pairs; 0.5 = chance)", fmt(align["accuracy"])])
+        if bias.get("same_position_wins_rate") is not None:
+            rows.append([f"same slot when swapped ({task})", fmt(bias["same_position_wins_rate"])])
+    return rows
 
 
 def _ci(m: dict, key: str = "", digits: int = 3) -> str:
@@ -100,7 +101,7 @@ def _reliability(doc: Doc, rundir: RunDir, manifest: dict, comparisons: dict, ju
         rows += [["AI labeler: verdict flips when the order is swapped", fmt(bias["flip_rate"])],
                  ["AI labeler: answers choosing the first slot", fmt(bias["first_rate"])]]
         alignment = labeler_alignment(rundir)
-        rows += [[f"AI labeler alignment with humans: {k}", v] for k, v in alignment] or [
+        rows += [[f"AI labeler: {k}", v] for k, v in alignment] or [
             ["AI labeler alignment with humans", "not measured (run `rlaif label CONFIG --eval-alignment`)"]]
     else:
         rows.append(["AI labeler", "stage label not run"])
@@ -136,9 +137,26 @@ def _judge_free(doc: Doc, systems: dict) -> None:
         row.append(f"{fmt(m['rouge_l']['mean'])} {_ci(m['rouge_l'])}" if "rouge_l" in m else "—")
         rows.append(row)
     doc.table(headers, rows)
+    own_rm = {"rl": "rm_score/reward", "rl_rlhf": "rm_score/reward_rlhf"}
+    verdicts = []
+    for name, rm in own_rm.items():  # did each RL policy move the judge-free checks above SFT?
+        policy, sft = systems.get(name, {}), systems.get("sft", {})
+        parts = [f"{label} {fmt(policy[k]['mean'])} vs {fmt(sft[k]['mean'])} ({_versus(policy[k], sft[k])})"
+                 for k, label in ((rm, f"its reward model ({rm.split('/', 1)[1]})"), ("rouge_l", "ROUGE-L")) if k in policy and k in sft]
+        if parts:
+            verdicts.append(f"{SYSTEM_NAMES[name]}: " + "; ".join(parts) + ".")
+    if verdicts:
+        doc.p(" ".join(verdicts))
     doc.p("Reward-model scores are on held-out posts; a policy trained against a reward model is scored here by that "
           "same model too, so its score there is optimistic. ROUGE-L F1 is over lowercased word tokens, against the "
           "human reference where the post has one.")
+
+
+def _versus(policy: dict, sft: dict) -> str:
+    side = "above" if policy["mean"] > sft["mean"] else "not above"
+    separate = policy.get("ci_low", float("-inf")) > sft.get("ci_high", float("inf")) or \
+        policy.get("ci_high", float("inf")) < sft.get("ci_low", float("-inf"))
+    return f"{side} SFT; " + ("the 95% intervals do not overlap" if separate else "the 95% intervals overlap")
 
 
 def samples_section(doc: Doc, cfg: PipelineConfig, rundir: RunDir, manifest: dict) -> None:
