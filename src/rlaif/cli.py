@@ -166,11 +166,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[rlaif] run: all stages done in {time.time() - t0:.1f}s; outputs in {cfg.run_dir}", flush=True)
         else:
             stage = stage_for(args.command, getattr(args, "arm", "rlaif"))
-            if not stage.enabled(cfg):
+            if getattr(args, "eval_alignment", False):  # a stage of its own, with the same manifest check
+                stage = STAGE_BY_NAME["label_alignment"]
+                if not stage.enabled(cfg):
+                    raise ConfigError("label.alignment_summarize and label.alignment_dialogue are both empty; "
+                                      "list human comparison files there to use --eval-alignment")
+            elif not stage.enabled(cfg):
                 raise ConfigError(f"section `{stage.section}` is not set in {args.config}; the {stage.arm} arm is off")
             options = {"eval_only": True} if getattr(args, "eval_only", False) else {}
-            if getattr(args, "eval_alignment", False):
-                options.update(eval_alignment=True, force_alignment=args.force)
             run_stage(stage, cfg, force=args.force, **options)
     except USER_ERRORS as e:
         print(f"rlaif: error: {e}", file=sys.stderr)

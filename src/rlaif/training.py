@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import torch
@@ -65,6 +66,17 @@ def last_checkpoint(checkpoint_dir: Path) -> str | None:
         return None
     complete = [p for p in checkpoint_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()]
     return str(max(complete, key=lambda p: int(p.name.split("-")[-1]))) if complete else None
+
+
+def train_resuming(trainer, checkpoint_dir: Path, stage: str):
+    """trainer.train(), resumed from the newest complete checkpoint when a killed run left one.
+    Returns (TrainOutput, seconds spent training, the checkpoint resumed from or None)."""
+    resume_from = last_checkpoint(checkpoint_dir)
+    if resume_from and is_main_process():
+        print(f"[rlaif] {stage}: resuming from {resume_from}", flush=True)
+    t0 = time.time()
+    result = trainer.train(resume_from_checkpoint=resume_from)
+    return result, time.time() - t0, resume_from
 
 
 def save_final_model(model, tokenizer, out: Path) -> None:

@@ -20,8 +20,8 @@ from datasets import Dataset
 
 from rlaif.config import DatasetConfig
 from rlaif.data.prompts import format_prompt
-from rlaif.data.readers import DataError, read_rows
-from rlaif.data.tldr import LoadReport
+from rlaif.data.readers import DataError
+from rlaif.data.tldr import LoadReport, collect_records
 
 COMPARISON_FIELDS = ("id", "prompt", "chosen", "rejected", "confidence")
 TURN_MARKER = "\n\nAssistant:"
@@ -111,28 +111,4 @@ def load_comparisons(sources: list[DatasetConfig], report: LoadReport | None = N
     """Comparisons from every source, in order, de-duplicated by id (first occurrence wins).
     `skip`/`limit` count kept rows of each source; bad rows and duplicates go into `report`."""
     report = report if report is not None else LoadReport()
-    records, seen = [], set()
-    for ds in sources:
-        kept = 0
-        for where, row in read_rows(ds):
-            try:
-                record = comparison_record(where, row, ds.fields)
-            except DataError:
-                if ds.on_bad_row == "error":
-                    raise
-                report.skipped_bad += 1
-                continue
-            if record["id"] in seen:
-                report.duplicates += 1
-                continue
-            seen.add(record["id"])
-            kept += 1
-            if kept <= ds.skip:
-                continue
-            if ds.limit is not None and kept > ds.skip + ds.limit:
-                break
-            records.append(record)
-    if not records:
-        raise DataError(f"no usable comparisons in {', '.join(ds.path for ds in sources) or 'an empty source list'}")
-    report.rows = len(records)
-    return Dataset.from_list(records)
+    return collect_records(sources, lambda where, row, ds: comparison_record(where, row, ds.fields), report, "comparisons")

@@ -68,14 +68,27 @@ def post_record(where: str, row: dict, fields: dict[str, str]) -> dict[str, str]
 
 def load_posts(sources: list[DatasetConfig], require_summary: bool = False) -> tuple[Dataset, LoadReport]:
     """Posts from every source, in order, de-duplicated by id (first occurrence wins)."""
-    report, records, seen = LoadReport(), [], set()
+
+    def record_of(where: str, row: dict, ds: DatasetConfig) -> dict:
+        record = post_record(where, row, ds.fields)
+        if require_summary and not record["summary"]:
+            raise DataError(f"{where}: field '{ds.fields.get('summary', 'summary')}' (the reference summary) is missing or empty")
+        return record
+
+    report = LoadReport()
+    return collect_records(sources, record_of, report, "rows"), report
+
+
+def collect_records(sources: list[DatasetConfig], record_of, report: LoadReport, what: str) -> Dataset:
+    """Records `record_of(where, row, ds)` of every source's rows, in order, de-duplicated by id
+    (first occurrence wins). A bad row (DataError) stops the load, or is skipped and counted, as the
+    source's `on_bad_row` says; `skip`/`limit` count the kept rows of each source."""
+    records, seen = [], set()
     for ds in sources:
         kept = 0
         for where, row in read_rows(ds):
             try:
-                record = post_record(where, row, ds.fields)
-                if require_summary and not record["summary"]:
-                    raise DataError(f"{where}: field '{ds.fields.get('summary', 'summary')}' (the reference summary) is missing or empty")
+                record = record_of(where, row, ds)
             except DataError:
                 if ds.on_bad_row == "error":
                     raise
@@ -92,6 +105,6 @@ def load_posts(sources: list[DatasetConfig], require_summary: bool = False) -> t
                 break
             records.append(record)
     if not records:
-        raise DataError(f"no usable rows in {', '.join(ds.path for ds in sources) or 'an empty source list'}")
+        raise DataError(f"no usable {what} in {', '.join(ds.path for ds in sources) or 'an empty source list'}")
     report.rows = len(records)
-    return Dataset.from_list(records), report
+    return Dataset.from_list(records)

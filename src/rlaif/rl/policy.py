@@ -73,6 +73,29 @@ def top_hidden(model: nn.Module, layer_inputs: torch.Tensor, attention_mask: tor
     return out.last_hidden_state
 
 
+def response_hidden(model: nn.Module, query_responses: torch.Tensor, attention_mask: torch.Tensor, context_length: int,
+                    layer_inputs: torch.Tensor | None = None, k: int = 0) -> torch.Tensor:
+    """Final-norm hidden states at the response positions, (B, T, H): position t holds the state
+    *before* response token t [D01]. `layer_inputs` (B, L-1, H), the inputs of decoder layer k at
+    positions 0..L-2 saved while sampling, replaces the bottom of the stack [D48]."""
+    if layer_inputs is not None:
+        return top_hidden(model, layer_inputs, attention_mask[:, :-1], k)[:, context_length - 1 :]
+    return last_hidden(model, query_responses, attention_mask)[:, context_length - 1 : -1]
+
+
+@contextlib.contextmanager
+def capture_layer_inputs(model: nn.Module, k: int):
+    """Collects the hidden states fed to decoder layer k by every forward inside the block, in a
+    list (one (B, L_call, H) tensor per call) [D48]."""
+    captured: list[torch.Tensor] = []
+    hook = backbone(model).layers[k].register_forward_pre_hook(
+        lambda module, args, kwargs: captured.append(args[0] if args else kwargs["hidden_states"]), with_kwargs=True)
+    try:
+        yield captured
+    finally:
+        hook.remove()
+
+
 class PolicyAndValue(nn.Module):
     """Everything trainable as one module, so DDP wraps one thing and one optimizer steps it."""
 
@@ -88,23 +111,18 @@ class PolicyAndValue(nn.Module):
     def forward(self, query_responses: torch.Tensor, attention_mask: torch.Tensor, context_length: int,
                 temperature: float, layer_inputs: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Policy logits divided by the temperature [D14] and values, at the response positions:
-        (B, T, V) and (B, T). Position t holds the state *before* response token t [D01].
-        `layer_inputs` (B, L-1, H), the inputs of layer `shared_layers` at positions 0..L-2 saved
-        while sampling, replaces the bottom of the stack [D48]."""
-        if layer_inputs is not None:
-            hidden = top_hidden(self.policy, layer_inputs, attention_mask[:, :-1], self.shared_layers)[:, context_length - 1 :]
-        else:
-            hidden = last_hidden(self.policy, query_responses, attention_mask)[:, context_length - 1 : -1]  # (B, T, H)
+        (B, T, V) and (B, T); `layer_inputs`: see response_hidden."""
+        hidden = response_hidden(self.policy, query_responses, attention_mask, context_length, layer_inputs, self.shared_layers)
         logits = hf_model(self.policy).get_output_embeddings()(hidden).float() / temperature
         if self.value_model is not None:
-            hidden = last_hidden(self.value_model, query_responses, attention_mask)[:, context_length - 1 : -1]
+            hidden = response_hidden(self.value_model, query_responses, attention_mask, context_length)
         return logits, self.value_head(hidden).squeeze(-1).float()
 
     @torch.no_grad()
     def values(self, query_responses: torch.Tensor, attention_mask: torch.Tensor, context_length: int) -> torch.Tensor:
         """Values alone (standard mode's rollout, where sampling does not produce them). (B, T)"""
         model = self.value_model if self.value_model is not None else self.policy
-        hidden = last_hidden(model, query_responses, attention_mask)[:, context_length - 1 : -1]
+        hidden = response_hidden(model, query_responses, attention_mask, context_length)
         return self.value_head(hidden).squeeze(-1).float()
 
     @property
@@ -127,11 +145,7 @@ class RLModels:
         `layer_inputs` (lean), only the layers above the shared ones run [D48]."""
         model = self.reference_model()
         with self.reference_context():
-            if layer_inputs is not None:
-                k = self.trainable.shared_layers
-                hidden = top_hidden(model, layer_inputs, attention_mask[:, :-1], k)[:, context_length - 1 :]
-            else:
-                hidden = last_hidden(model, query_responses, attention_mask)[:, context_length - 1 : -1]
+            hidden = response_hidden(model, query_responses, attention_mask, context_length, layer_inputs, self.trainable.shared_layers)
             logits = hf_model(model).get_output_embeddings()(hidden).float() / temperature
         return logprobs_from_logits(logits, responses)
 
@@ -215,16 +229,11 @@ def _check_top_forward(pv: PolicyAndValue) -> None:
     whose forward does more than embed -> layers -> norm (e.g. scales its embeddings) fails here."""
     ids = torch.arange(3, 11, device=pv.value_head.weight.device).unsqueeze(0)  # (1, 8)
     mask = torch.ones_like(ids)
-    decoder, captured = backbone(pv.policy), []
-    hook = decoder.layers[pv.shared_layers].register_forward_pre_hook(
-        lambda module, args, kwargs: captured.append(args[0] if args else kwargs["hidden_states"]), with_kwargs=True)
-    try:
+    with capture_layer_inputs(pv.policy, pv.shared_layers) as captured:
         full = last_hidden(pv.policy, ids, mask)
-    finally:
-        hook.remove()
     top = top_hidden(pv.policy, captured[0], mask, pv.shared_layers)
     if not torch.allclose(full, top, atol=1e-4, rtol=1e-4):
-        raise ValueError(f"{type(decoder).__name__}: running the top layers alone does not reproduce the full forward; "
+        raise ValueError(f"{type(backbone(pv.policy)).__name__}: running the top layers alone does not reproduce the full forward; "
                          "set rl.shared_layers=0 for this model")
 
 

@@ -67,12 +67,9 @@ def rollout(models: RLModels, tokenizer, queries: torch.Tensor, query_mask: torc
     attention_mask = torch.cat([query_mask, torch.ones_like(responses)], dim=1)
     # 3. reference log-probs [D05][D14] (lean: from the shared layers' saved output [D48]),
     #    values (standard mode), scores at the EOS [D03]
-    if s.layer_inputs is not None:
-        ref_logprobs = _chunked(lambda q, a, r, h: models.ref_logprobs(q, a, ctx, r, rl.temperature, h),
-                                rl.forward_batch_size, query_responses, attention_mask, responses, s.layer_inputs)
-    else:
-        ref_logprobs = _chunked(lambda q, a, r: models.ref_logprobs(q, a, ctx, r, rl.temperature),
-                                rl.forward_batch_size, query_responses, attention_mask, responses)
+    saved = (s.layer_inputs,) if s.layer_inputs is not None else ()
+    ref_logprobs = _chunked(lambda q, a, r, *h: models.ref_logprobs(q, a, ctx, r, rl.temperature, *h),
+                            rl.forward_batch_size, query_responses, attention_mask, responses, *saved)
     values = s.values if s.values is not None else _chunked(
         lambda q, a: pv.values(q, a, ctx), rl.forward_batch_size, query_responses, attention_mask)
     texts = tokenizer.batch_decode(responses, skip_special_tokens=True)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import DynamicCache
 
-from rlaif.rl.policy import backbone, hf_model
+from rlaif.rl.policy import backbone, capture_layer_inputs, hf_model
 
 
 @dataclass
@@ -51,17 +51,9 @@ def sample(
     """Sample `response_length` tokens after left-padded `queries` (B, Lq) [D01]. temperature 0
     is greedy. Rows keep sampling after their EOS, as the reference does, until every row has one.
     `collect_layer` > 0 keeps the inputs of that decoder layer (lean's shared layers [D48])."""
-    captured: list[torch.Tensor] = []
-    hook = None
-    if collect_layer:
-        hook = backbone(policy).layers[collect_layer].register_forward_pre_hook(
-            lambda module, args, kwargs: captured.append(args[0] if args else kwargs["hidden_states"]), with_kwargs=True)
-    try:
-        with merged_lora(policy):
-            out = _sample(policy, queries, query_mask, response_length, temperature, eos_token_id, pad_token_id, generator, value_head)
-    finally:
-        if hook is not None:
-            hook.remove()
+    capture = capture_layer_inputs(policy, collect_layer) if collect_layer else contextlib.nullcontext([])
+    with capture as captured, merged_lora(policy):
+        out = _sample(policy, queries, query_mask, response_length, temperature, eos_token_id, pad_token_id, generator, value_head)
     if collect_layer:
         out.layer_inputs = torch.cat(captured, dim=1)  # (B, Lq + T - 1, H)
     return out

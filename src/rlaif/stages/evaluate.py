@@ -125,11 +125,10 @@ def _heldout_summaries(cfg: PipelineConfig, rundir: RunDir, system: str, prompts
     """Greedy summaries the RL stage already wrote on these posts (its heldout.jsonl), by id: the
     same model, prompt, dtype and token cap give the same summary, so they are not generated twice.
     Rows whose prompt differs are ignored. [E09]"""
-    stage, key = HELDOUT_SOURCES.get(system, (None, None))
-    path = rundir.stage_dir(stage) / "heldout.jsonl" if stage else None
-    rl = getattr(cfg, "rl", None)
-    if (path is None or rl is None or not path.exists() or rl.response_length != cfg.evaluate.max_new_tokens
-            or rl.dtype != cfg.evaluate.dtype or rundir.entry(stage) is None):
+    stage, key = HELDOUT_SOURCES[system]  # every system policy_stages() names
+    path = rundir.stage_dir(stage) / "heldout.jsonl"
+    rl = cfg.rl  # None: an SFT-only run, nothing to reuse; otherwise rl is a finished upstream stage
+    if rl is None or not path.exists() or rl.response_length != cfg.evaluate.max_new_tokens or rl.dtype != cfg.evaluate.dtype:
         return {}
     known = {}
     for row in read_jsonl(path):
@@ -145,8 +144,8 @@ def _generations(rundir, out_dir, system, source, tokenizer, ids, prompts, ev, d
     `known`, summaries the RL stage already wrote). [E01][E09]"""
     with AppendLog(out_dir / "generations" / f"{system}.jsonl") as log:
         done = {row["id"]: row for row in log.rows}
-        for i, row in (known or {}).items():
-            if i in prompts and i not in done:
+        for i, row in (known or {}).items():  # known holds only ids of these prompts
+            if i not in done:
                 log.append(row)
                 done[i] = row
         # Similar lengths share a batch, so less compute goes to left padding; the cache is keyed by id.

@@ -13,10 +13,9 @@ metrics.json: agreement with the human choice and position bias on each set.
 from __future__ import annotations
 
 import hashlib
-import json
 
 from rlaif.artifacts import RunDir, write_json
-from rlaif.config import ConfigError, DatasetConfig, PipelineConfig
+from rlaif.config import DatasetConfig, PipelineConfig
 from rlaif.data import DataError
 from rlaif.data.comparisons import load_comparisons
 from rlaif.data.tldr import LoadReport
@@ -41,10 +40,9 @@ def data_sources(cfg: PipelineConfig, stage: str = "label") -> list[DatasetConfi
     return fewshot
 
 
-def run(cfg: PipelineConfig, rundir: RunDir, stage: str = "label", eval_alignment: bool = False,
-        force_alignment: bool = False) -> dict:
-    if eval_alignment or stage == ALIGNMENT_STAGE:  # `rlaif label --eval-alignment`, or `rlaif run`
-        return run_alignment(cfg, rundir, force_alignment)
+def run(cfg: PipelineConfig, rundir: RunDir, stage: str = "label") -> dict:
+    if stage == ALIGNMENT_STAGE:  # `rlaif label --eval-alignment`, or `rlaif run`
+        return run_alignment(cfg, rundir)
     section = cfg.label
     single_process(stage)
     out = rundir.begin(stage, section, upstream=upstream(cfg), data=data_sources(cfg))
@@ -61,21 +59,13 @@ def run(cfg: PipelineConfig, rundir: RunDir, stage: str = "label", eval_alignmen
     return metrics
 
 
-def run_alignment(cfg: PipelineConfig, rundir: RunDir, force: bool = False) -> dict:
-    """Judge human comparisons and report agreement with the human choice, per task. Skipped when
-    done with the same settings and data (unless forced); resumed when interrupted."""
+def run_alignment(cfg: PipelineConfig, rundir: RunDir) -> dict:
+    """Judge human comparisons and report agreement with the human choice, per task; resumed when
+    interrupted (skipping it when up to date is cli.run_stage's job, as for every stage)."""
     section = cfg.label
     sets = {"summarize": section.alignment_summarize, "dialogue": section.alignment_dialogue}
-    if not any(sets.values()):
-        raise ConfigError("label.alignment_summarize and label.alignment_dialogue are both empty; "
-                          "list human comparison files there to use --eval-alignment")
     single_process("label")
-    sources = data_sources(cfg, ALIGNMENT_STAGE)
-    if not force and rundir.is_fresh(ALIGNMENT_STAGE, rundir.fingerprint(ALIGNMENT_STAGE, section, (), sources)):
-        path = rundir.stage_dir(ALIGNMENT_STAGE) / "metrics.json"
-        print(f"[rlaif] label --eval-alignment: up to date in {path} (--force reruns it)", flush=True)
-        return json.loads(path.read_text())
-    out = rundir.begin(ALIGNMENT_STAGE, section, data=sources)
+    out = rundir.begin(ALIGNMENT_STAGE, section, data=data_sources(cfg, ALIGNMENT_STAGE))
     labeler = make_labeler(section.labeler)
     metrics: dict = {}
     for task, task_sources in sets.items():

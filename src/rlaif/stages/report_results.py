@@ -154,8 +154,7 @@ def _judge_free(doc: Doc, systems: dict) -> None:
 
 def _versus(policy: dict, sft: dict) -> str:
     side = "above" if policy["mean"] > sft["mean"] else "not above"
-    separate = policy.get("ci_low", float("-inf")) > sft.get("ci_high", float("inf")) or \
-        policy.get("ci_high", float("inf")) < sft.get("ci_low", float("-inf"))
+    separate = policy["ci_low"] > sft["ci_high"] or policy["ci_high"] < sft["ci_low"]
     return f"{side} SFT; " + ("the 95% intervals do not overlap" if separate else "the 95% intervals overlap")
 
 

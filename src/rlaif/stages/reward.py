@@ -28,7 +28,7 @@ from rlaif.reward_data import (
 from rlaif.reward_losses import normalization_bias
 from rlaif.reward_model import build_reward_model, freeze_bottom_layers, load_reward_model, raw_scores
 from rlaif.reward_trainer import PairCollator, PairwiseRewardTrainer, evaluate_pairs, tokenize_pairs
-from rlaif.training import apply_lora, last_checkpoint, save_final_model, training_arguments, write_jsonl
+from rlaif.training import apply_lora, save_final_model, train_resuming, training_arguments, write_jsonl
 
 PROXY_NOTE = ("reference_preferred is a PROXY for human comparisons: a human wrote the preferred summary, "
               "but no human compared the two summaries")
@@ -81,12 +81,7 @@ def run(cfg: PipelineConfig, rundir: RunDir, stage: str = "reward", eval_only: b
         processing_class=tokenizer,
         rm=rm,
     )
-    resume_from = last_checkpoint(checkpoints)
-    if resume_from and is_main_process():
-        print(f"[rlaif] {stage}: resuming from {resume_from}", flush=True)
-    train_t0 = time.time()
-    train_result = trainer.train(resume_from_checkpoint=resume_from)
-    train_seconds = time.time() - train_t0
+    train_result, train_seconds, resume_from = train_resuming(trainer, checkpoints, stage)
 
     final = trainer.model
     if hasattr(final, "merge_and_unload"):  # LoRA: keep the adapter, evaluate and ship the merged model

@@ -19,7 +19,7 @@ from rlaif.config import PipelineConfig
 from rlaif.data import build_prompt, load_posts
 from rlaif.generation import generate
 from rlaif.models import load_causal_lm, load_tokenizer
-from rlaif.training import apply_lora, last_checkpoint, save_final_model, training_arguments, write_jsonl
+from rlaif.training import apply_lora, save_final_model, train_resuming, training_arguments, write_jsonl
 
 IGNORE_INDEX = -100  # label value the causal-LM loss skips
 
@@ -92,12 +92,7 @@ def run(cfg: PipelineConfig, rundir: RunDir, stage: str = "sft") -> dict:
         if is_main_process():
             write_json(before_path, {"eval_loss": eval_before})
 
-    resume_from = last_checkpoint(checkpoints)
-    if resume_from and is_main_process():
-        print(f"[rlaif] sft: resuming from {resume_from}", flush=True)
-    train_t0 = time.time()
-    train_result = trainer.train(resume_from_checkpoint=resume_from)
-    train_seconds = time.time() - train_t0
+    train_result, train_seconds, resume_from = train_resuming(trainer, checkpoints, "sft")
     eval_after = trainer.evaluate()["eval_loss"]
 
     save_final_model(trainer.model, tokenizer, out.dir / "model")
