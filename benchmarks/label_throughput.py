@@ -33,11 +33,21 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tldr"
 
 
 def real_pairs(tokenizer, n: int, max_prompt_tokens: int) -> list[dict]:
-    sources = [DatasetConfig(path=str(DATA / "openai_tldr_30.jsonl")), DatasetConfig(path=str(DATA / "webis_tldr17_400.jsonl"))]
+    sources = [
+        DatasetConfig(path=str(DATA / "openai_tldr_30.jsonl")),
+        DatasetConfig(path=str(DATA / "webis_tldr17_400.jsonl")),
+    ]
     posts, _ = load_posts(sources, require_summary=True)
     posts = posts.select(range(min(n + 1, len(posts))))
-    return [{"id": posts[i]["id"], "text": judge_text_from_prompt(build_prompt(tokenizer, posts[i], max_prompt_tokens)),
-             "a": posts[i]["summary"], "b": posts[i + 1]["summary"]} for i in range(min(n, len(posts) - 1))]
+    return [
+        {
+            "id": posts[i]["id"],
+            "text": judge_text_from_prompt(build_prompt(tokenizer, posts[i], max_prompt_tokens)),
+            "a": posts[i]["summary"],
+            "b": posts[i + 1]["summary"],
+        }
+        for i in range(min(n, len(posts) - 1))
+    ]
 
 
 class FlopCounter:
@@ -92,7 +102,9 @@ def main() -> None:
     ap.add_argument("--style", choices=["cot", "base"], default="cot")
     args = ap.parse_args()
 
-    settings = LabelerSettings(model=args.model, batch_size=args.batch_size, max_rationale_tokens=args.max_rationale_tokens)
+    settings = LabelerSettings(
+        model=args.model, batch_size=args.batch_size, max_rationale_tokens=args.max_rationale_tokens
+    )
     labeler = make_labeler(settings)
     counter = FlopCounter(labeler.lm)
     prompt = make_prompt("summarize", args.style, args.max_rationale_tokens)
@@ -109,7 +121,11 @@ def main() -> None:
     labeler.judge_naive(requests([warm]))
 
     step = max(1, args.batch_size // 2)
-    seconds, flops, results = {"optimised": 0.0, "naive": 0.0}, {"optimised": 0.0, "naive": 0.0}, {"optimised": [], "naive": []}
+    seconds, flops, results = (
+        {"optimised": 0.0, "naive": 0.0},
+        {"optimised": 0.0, "naive": 0.0},
+        {"optimised": [], "naive": []},
+    )
     chunk_ratios = []
     paths = [("optimised", labeler.judge), ("naive", labeler.judge_naive)]
     for k, start in enumerate(range(0, len(pairs), step)):
@@ -124,8 +140,11 @@ def main() -> None:
         chunk_ratios.append(took["naive"] / took["optimised"])
         peak = max(peak, matmul_flops_per_s())
         done = min(start + step, len(pairs))
-        print(f"{done}/{len(pairs)} pairs: this chunk optimised {took['optimised']:.1f}s, naive {took['naive']:.1f}s "
-              f"({chunk_ratios[-1]:.2f}x); load average {open('/proc/loadavg').read().split()[0]}", flush=True)
+        print(
+            f"{done}/{len(pairs)} pairs: this chunk optimised {took['optimised']:.1f}s, naive {took['naive']:.1f}s "
+            f"({chunk_ratios[-1]:.2f}x); load average {Path('/proc/loadavg').read_text().split()[0]}",
+            flush=True,
+        )
 
     diffs, same_rationale, same_decision = [], 0, 0
     for o, n in zip(results["optimised"], results["naive"]):
@@ -135,26 +154,42 @@ def main() -> None:
             diffs.append(abs(o.p_first - n.p_first))
     max_diff = max(diffs) if diffs else float("nan")
     p_first = [r.p_first for r in results["optimised"]]
-    matching = [p_first[2 * i] is not None and p_first[2 * i + 1] is not None and (p_first[2 * i] + 1 - p_first[2 * i + 1]) / 2 > 0.5
-                for i in range(len(pairs))]
+    matching = [
+        p_first[2 * i] is not None
+        and p_first[2 * i + 1] is not None
+        and (p_first[2 * i] + 1 - p_first[2 * i + 1]) / 2 > 0.5
+        for i in range(len(pairs))
+    ]
 
     n = len(pairs)
     ppm = {k: 60.0 * n / seconds[k] for k in seconds}
-    print(f"\nmodel {args.model}, {n} pairs ({2 * n} orders), style {args.style}, rationale <= {args.max_rationale_tokens} tokens, "
-          f"batch {args.batch_size} sequences, {torch.get_num_threads()} threads")
-    print(f"warm-up pair, both paths, not timed below (includes encoding the shared prefix once): optimised {prefix_s:.2f}s")
+    print(
+        f"\nmodel {args.model}, {n} pairs ({2 * n} orders), style {args.style}, rationale <= {args.max_rationale_tokens} tokens, "
+        f"batch {args.batch_size} sequences, {torch.get_num_threads()} threads"
+    )
+    print(
+        f"warm-up pair, both paths, not timed below (includes encoding the shared prefix once): optimised {prefix_s:.2f}s"
+    )
     print(f"machine fp32 matmul (2048^3, best of 5 at start and after each chunk): {peak / 1e9:.1f} GFLOP/s")
     for k in ("optimised", "naive"):
         rate = flops[k] / seconds[k]
-        print(f"{k:>9}: {seconds[k]:7.1f}s  {ppm[k]:6.2f} pairs/min  {flops[k] / 1e12:6.2f} TFLOP executed  "
-              f"{rate / 1e9:6.1f} GFLOP/s = {100 * rate / peak:4.1f}% of matmul")
-    print(f"ratio optimised/naive: {ppm['optimised'] / ppm['naive']:.2f}x (median over chunks {statistics.median(chunk_ratios):.2f}x); "
-          f"FLOPs naive/optimised: {flops['naive'] / flops['optimised']:.2f}x")
-    print(f"identical rationales {same_rationale}/{2 * n}, same decided/undecided {same_decision}/{2 * n}, "
-          f"max |p_first diff| {max_diff:.2e} over {len(diffs)} decided orders")
+        print(
+            f"{k:>9}: {seconds[k]:7.1f}s  {ppm[k]:6.2f} pairs/min  {flops[k] / 1e12:6.2f} TFLOP executed  "
+            f"{rate / 1e9:6.1f} GFLOP/s = {100 * rate / peak:4.1f}% of matmul"
+        )
+    print(
+        f"ratio optimised/naive: {ppm['optimised'] / ppm['naive']:.2f}x (median over chunks {statistics.median(chunk_ratios):.2f}x); "
+        f"FLOPs naive/optimised: {flops['naive'] / flops['optimised']:.2f}x"
+    )
+    print(
+        f"identical rationales {same_rationale}/{2 * n}, same decided/undecided {same_decision}/{2 * n}, "
+        f"max |p_first diff| {max_diff:.2e} over {len(diffs)} decided orders"
+    )
     print(f"judge prefers the post's own reference summary in {sum(matching)}/{n} pairs")
-    print(f"RESULT pairs_per_minute_optimised={ppm['optimised']:.3f} pairs_per_minute_naive={ppm['naive']:.3f} "
-          f"ratio={ppm['optimised'] / ppm['naive']:.3f} max_abs_prob_diff={max_diff:.3e}")
+    print(
+        f"RESULT pairs_per_minute_optimised={ppm['optimised']:.3f} pairs_per_minute_naive={ppm['naive']:.3f} "
+        f"ratio={ppm['optimised'] / ppm['naive']:.3f} max_abs_prob_diff={max_diff:.3e}"
+    )
 
 
 if __name__ == "__main__":

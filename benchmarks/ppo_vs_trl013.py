@@ -55,10 +55,10 @@ def ensure_trl_venv() -> Path:
 
 def prepare() -> dict:
     """The shared inputs, written once under .bench/: tokenizer, reward model, prompts."""
-    from rlaif.data import build_prompt, load_posts
     from rlaif.config import DatasetConfig
+    from rlaif.data import build_prompt, load_posts
     from rlaif.models import embedded_folder, load_tokenizer
-    from rlaif.reward_model import build_reward_model
+    from rlaif.reward.model import build_reward_model
 
     policy = str(embedded_folder("smollm2-135m"))
     tok_dir, rm_dir, prompts_path = BENCH / "tokenizer", BENCH / "rm-fresh-head", BENCH / "prompts.json"
@@ -73,12 +73,20 @@ def prepare() -> dict:
         posts, _ = load_posts([DatasetConfig(path=str(POSTS), limit=N_PROMPTS)])
         prompts = [{"id": p["id"], "prompt": build_prompt(tokenizer, p, PROMPT_TOKENS)} for p in posts]
         prompts_path.write_text(json.dumps(prompts))
-    trl_models = {name: _trl_copy(src, BENCH / "trl-models" / name) for name, src in (("policy", policy), ("rm", str(rm_dir)))}
+    trl_models = {
+        name: _trl_copy(src, BENCH / "trl-models" / name) for name, src in (("policy", policy), ("rm", str(rm_dir)))
+    }
     prompts = json.loads(prompts_path.read_text())
     lengths = [len(tokenizer(p["prompt"], add_special_tokens=False).input_ids) for p in prompts]
-    return {"policy": policy, "tokenizer": str(tok_dir), "rm": str(rm_dir), "prompts": str(prompts_path),
-            "trl_policy": trl_models["policy"], "trl_rm": trl_models["rm"],
-            "mean_prompt_tokens": sum(lengths) / len(lengths)}
+    return {
+        "policy": policy,
+        "tokenizer": str(tok_dir),
+        "rm": str(rm_dir),
+        "prompts": str(prompts_path),
+        "trl_policy": trl_models["policy"],
+        "trl_rm": trl_models["rm"],
+        "mean_prompt_tokens": sum(lengths) / len(lengths),
+    }
 
 
 def _trl_copy(src: str, dst: Path) -> str:
@@ -113,7 +121,16 @@ def matmul_flops() -> float:
 
 def run_child(python: Path, impl: str, inputs: dict, episodes: int) -> dict:
     log = BENCH / f"{impl}.log"
-    cmd = [str(python), str(Path(__file__).resolve()), "--child", impl, "--episodes", str(episodes), "--inputs", json.dumps(inputs)]
+    cmd = [
+        str(python),
+        str(Path(__file__).resolve()),
+        "--child",
+        impl,
+        "--episodes",
+        str(episodes),
+        "--inputs",
+        json.dumps(inputs),
+    ]
     print(f"[bench] {impl}: running {episodes} episodes (log: {log})", flush=True)
     with open(log, "w") as fh:
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT)
@@ -121,7 +138,7 @@ def run_child(python: Path, impl: str, inputs: dict, episodes: int) -> dict:
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"[bench] {impl} failed; see {log}:\n" + log.read_text()[-3000:])
     line = next(ln for ln in reversed(log.read_text().splitlines()) if ln.startswith("BENCH "))
-    result = json.loads(line[len("BENCH "):])
+    result = json.loads(line[len("BENCH ") :])
     result["peak_rss_gb"] = usage.ru_maxrss * 1024 / 1e9  # Linux reports KiB
     return result
 
@@ -169,37 +186,52 @@ def main() -> None:
     from safetensors import safe_open
 
     with safe_open(str(Path(inputs["policy"]) / "model.safetensors"), "pt") as f:
-        shapes = {k: f.get_slice(k).get_shape() for k in f.keys()}
+        shapes = {k: f.get_slice(k).get_shape() for k in f.keys()}  # noqa: SIM118 (safe_open is not a mapping)
     n_total = sum(int(__import__("math").prod(s)) for s in shapes.values())
     n_head = int(__import__("math").prod(shapes["model.embed_tokens.weight"]))
     n_body = n_total - n_head
-    print(f"[bench] fp32 matmul: {peak / 1e9:.1f} GFLOP/s; prompts: {N_PROMPTS} posts, mean {inputs['mean_prompt_tokens']:.0f} tokens; "
-          f"model: {n_body / 1e6:.1f}M body + {n_head / 1e6:.1f}M tied head parameters", flush=True)
+    print(
+        f"[bench] fp32 matmul: {peak / 1e9:.1f} GFLOP/s; prompts: {N_PROMPTS} posts, mean {inputs['mean_prompt_tokens']:.0f} tokens; "
+        f"model: {n_body / 1e6:.1f}M body + {n_head / 1e6:.1f}M tied head parameters",
+        flush=True,
+    )
     results = {}
     for impl in impls:
         python = trl_python if impl == "trl013" else Path(sys.executable)
         results[impl] = r = run_child(python, impl, inputs, args.episodes)
         flops = model_flops(impl, r["episodes"], inputs["mean_prompt_tokens"], n_body, n_head)
         r["model_flops_per_s"] = flops / r["train_seconds"]
-        print(f"[bench] {impl}: {r['eps']:.4f} episodes/s ({r['episodes']} in {r['train_seconds']:.0f}s), peak RSS "
-              f"{r['peak_rss_gb']:.2f} GB, model FLOP/s {r['model_flops_per_s'] / 1e9:.1f} G = "
-              f"{r['model_flops_per_s'] / peak:.1%} of measured fp32 matmul", flush=True)
+        print(
+            f"[bench] {impl}: {r['eps']:.4f} episodes/s ({r['episodes']} in {r['train_seconds']:.0f}s), peak RSS "
+            f"{r['peak_rss_gb']:.2f} GB, model FLOP/s {r['model_flops_per_s'] / 1e9:.1f} G = "
+            f"{r['model_flops_per_s'] / peak:.1%} of measured fp32 matmul",
+            flush=True,
+        )
         if impl == "trl013":
-            print(f"[bench] trl013 reward placement `rewards[[start, end]] += scores` under torch {r['torch']}: "
-                  f"{'still correct (same as rewards[start, end])' if r['reward_placement_ok'] else 'WRONG'}", flush=True)
-    print("\n| implementation | episodes/s | vs TRL 0.13 | peak RSS (GB) | vs TRL 0.13 | model FLOP/s | of fp32 matmul |")
+            print(
+                f"[bench] trl013 reward placement `rewards[[start, end]] += scores` under torch {r['torch']}: "
+                f"{'still correct (same as rewards[start, end])' if r['reward_placement_ok'] else 'WRONG'}",
+                flush=True,
+            )
+    print(
+        "\n| implementation | episodes/s | vs TRL 0.13 | peak RSS (GB) | vs TRL 0.13 | model FLOP/s | of fp32 matmul |"
+    )
     print("|---|---|---|---|---|---|---|")
     base = results.get("trl013")
     for impl, r in results.items():
         speed = f"{r['eps'] / base['eps']:.2f}x" if base else "-"
         rss = f"{r['peak_rss_gb'] / base['peak_rss_gb']:.2f}x" if base else "-"
-        print(f"| {impl} | {r['eps']:.4f} | {speed} | {r['peak_rss_gb']:.2f} | {rss} | {r['model_flops_per_s'] / 1e9:.1f} G | "
-              f"{r['model_flops_per_s'] / peak:.1%} |")
+        print(
+            f"| {impl} | {r['eps']:.4f} | {speed} | {r['peak_rss_gb']:.2f} | {rss} | {r['model_flops_per_s'] / 1e9:.1f} G | "
+            f"{r['model_flops_per_s'] / peak:.1%} |"
+        )
     if base and {"standard", "lean"} <= results.keys():
         a, b, c = base["eps"], results["standard"]["eps"], results["lean"]["eps"]
         rss = results["lean"]["peak_rss_gb"] / base["peak_rss_gb"]
-        print(f"\nRESULT trl013_eps={a:.4f} standard_eps={b:.4f} lean_eps={c:.4f} standard_ratio={b / a:.2f} "
-              f"lean_ratio={c / a:.2f} lean_rss_ratio={rss:.2f}")
+        print(
+            f"\nRESULT trl013_eps={a:.4f} standard_eps={b:.4f} lean_eps={c:.4f} standard_ratio={b / a:.2f} "
+            f"lean_ratio={c / a:.2f} lean_rss_ratio={rss:.2f}"
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -224,7 +256,12 @@ def run_trl(inputs: dict, prompts: list[dict], episodes: int, out_dir: Path) -> 
 
     # TRL 0.13 places the score with `rewards[[start, end]] += scores`; torch 2.9+ said it would
     # read a list index as one tensor index. Check what this torch does.
-    rewards, start, end, scores = torch.zeros(3, 5), torch.arange(3), torch.tensor([1, 4, 2]), torch.tensor([1.0, 2.0, 3.0])
+    rewards, start, end, scores = (
+        torch.zeros(3, 5),
+        torch.arange(3),
+        torch.tensor([1, 4, 2]),
+        torch.tensor([1.0, 2.0, 3.0]),
+    )
     listed, tupled = rewards.clone(), rewards.clone()
     try:
         listed[[start, end]] += scores
@@ -232,30 +269,72 @@ def run_trl(inputs: dict, prompts: list[dict], episodes: int, out_dir: Path) -> 
     except (IndexError, RuntimeError):
         placement_ok = False
     # tokenizer_config.json written by transformers 5 names a class 4.48 lacks; tokenizer.json is the same
-    tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(Path(inputs["tokenizer"]) / "tokenizer.json"), eos_token="<|im_end|>",
-                                        pad_token="<|endoftext|>", padding_side="left")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_file=str(Path(inputs["tokenizer"]) / "tokenizer.json"),
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        padding_side="left",
+    )
     policy = AutoModelForCausalLM.from_pretrained(inputs["trl_policy"], torch_dtype=torch.float32)
     ref_policy = AutoModelForCausalLM.from_pretrained(inputs["trl_policy"], torch_dtype=torch.float32)
-    reward_model = AutoModelForSequenceClassification.from_pretrained(inputs["trl_rm"], num_labels=1, torch_dtype=torch.float32)
-    value_model = AutoModelForSequenceClassification.from_pretrained(inputs["trl_rm"], num_labels=1, torch_dtype=torch.float32)
+    reward_model = AutoModelForSequenceClassification.from_pretrained(
+        inputs["trl_rm"], num_labels=1, torch_dtype=torch.float32
+    )
+    value_model = AutoModelForSequenceClassification.from_pretrained(
+        inputs["trl_rm"], num_labels=1, torch_dtype=torch.float32
+    )
     for model in (policy, ref_policy, reward_model, value_model):
         model.config.pad_token_id = tokenizer.pad_token_id
-    dataset = Dataset.from_dict({"input_ids": [tokenizer(p["prompt"], add_special_tokens=False).input_ids for p in prompts]})
-    config = PPOConfig(
-        output_dir=str(out_dir), per_device_train_batch_size=BATCH, gradient_accumulation_steps=1, num_mini_batches=1,
-        local_rollout_forward_batch_size=BATCH, total_episodes=episodes, num_ppo_epochs=EPOCHS, response_length=RESPONSE,
-        temperature=TEMPERATURE, stop_token="eos", missing_eos_penalty=1.0, kl_coef=0.05, learning_rate=3e-6,
-        lr_scheduler_type="cosine", num_sample_generations=0, report_to=[], save_strategy="no", logging_steps=1,
-        seed=0, use_cpu=True, bf16=False, fp16=False, dataloader_num_workers=0,
+    dataset = Dataset.from_dict(
+        {"input_ids": [tokenizer(p["prompt"], add_special_tokens=False).input_ids for p in prompts]}
     )
-    trainer = PPOTrainer(args=config, processing_class=tokenizer, model=policy, ref_model=ref_policy, reward_model=reward_model,
-                         value_model=value_model, train_dataset=dataset, eval_dataset=dataset)
+    config = PPOConfig(
+        output_dir=str(out_dir),
+        per_device_train_batch_size=BATCH,
+        gradient_accumulation_steps=1,
+        num_mini_batches=1,
+        local_rollout_forward_batch_size=BATCH,
+        total_episodes=episodes,
+        num_ppo_epochs=EPOCHS,
+        response_length=RESPONSE,
+        temperature=TEMPERATURE,
+        stop_token="eos",
+        missing_eos_penalty=1.0,
+        kl_coef=0.05,
+        learning_rate=3e-6,
+        lr_scheduler_type="cosine",
+        num_sample_generations=0,
+        report_to=[],
+        save_strategy="no",
+        logging_steps=1,
+        seed=0,
+        use_cpu=True,
+        bf16=False,
+        fp16=False,
+        dataloader_num_workers=0,
+    )
+    trainer = PPOTrainer(
+        args=config,
+        processing_class=tokenizer,
+        model=policy,
+        ref_model=ref_policy,
+        reward_model=reward_model,
+        value_model=value_model,
+        train_dataset=dataset,
+        eval_dataset=dataset,
+    )
     t = time.time()
     trainer.train()
     seconds = time.time() - t
     done = trainer.state.episode
-    return {"impl": "trl013", "episodes": done, "train_seconds": seconds, "eps": done / seconds,
-            "reward_placement_ok": placement_ok, "torch": torch.__version__}
+    return {
+        "impl": "trl013",
+        "episodes": done,
+        "train_seconds": seconds,
+        "eps": done / seconds,
+        "reward_placement_ok": placement_ok,
+        "torch": torch.__version__,
+    }
 
 
 def run_ours(mode: str, inputs: dict, prompts: list[dict], episodes: int, out_dir: Path) -> dict:
@@ -264,7 +343,7 @@ def run_ours(mode: str, inputs: dict, prompts: list[dict], episodes: int, out_di
 
     from rlaif.config import LoraSettings, PPOSettings, RLConfig
     from rlaif.models import load_tokenizer
-    from rlaif.reward_model import load_reward_model
+    from rlaif.reward.model import load_reward_model
     from rlaif.rl.policy import load_models
     from rlaif.rl.rewards import RewardModelReward
     from rlaif.rl.trainer import PPOTrainer
@@ -272,16 +351,34 @@ def run_ours(mode: str, inputs: dict, prompts: list[dict], episodes: int, out_di
     accelerator = Accelerator(cpu=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.jsonl").unlink(missing_ok=True)
-    ppo = PPOSettings(ppo_epochs=EPOCHS, num_minibatches=1, learning_rate=3e-6 if mode == "standard" else 3e-4,
-                      micro_batch_size=STANDARD_MICRO_BATCH if mode == "standard" else LEAN_MICRO_BATCH)
-    rl = RLConfig(mode=mode, lora=LoraSettings(enabled=True), total_episodes=episodes, rollout_batch_size=BATCH,
-                  response_length=RESPONSE, temperature=TEMPERATURE, forward_batch_size=BATCH, kl_coef=0.05,
-                  missing_eos_penalty=1.0, save_steps=10**9, sample_steps=10**9, heldout_posts=0, ppo=ppo)
+    ppo = PPOSettings(
+        ppo_epochs=EPOCHS,
+        num_minibatches=1,
+        learning_rate=3e-6 if mode == "standard" else 3e-4,
+        micro_batch_size=STANDARD_MICRO_BATCH if mode == "standard" else LEAN_MICRO_BATCH,
+    )
+    rl = RLConfig(
+        mode=mode,
+        lora=LoraSettings(enabled=True),
+        total_episodes=episodes,
+        rollout_batch_size=BATCH,
+        response_length=RESPONSE,
+        temperature=TEMPERATURE,
+        forward_batch_size=BATCH,
+        kl_coef=0.05,
+        missing_eos_penalty=1.0,
+        save_steps=10**9,
+        sample_steps=10**9,
+        heldout_posts=0,
+        ppo=ppo,
+    )
     tokenizer = load_tokenizer(inputs["policy"], padding_side="left")  # the same ids and pad as .bench/tokenizer
     rm, rm_tokenizer = load_reward_model(inputs["rm"])
     rm.requires_grad_(False)
     torch.manual_seed(0)
-    models = load_models(rl, inputs["policy"], tokenizer, RewardModelReward(rm, rm_tokenizer, tokenizer, BATCH), rm, inputs["rm"])
+    models = load_models(
+        rl, inputs["policy"], tokenizer, RewardModelReward(rm, rm_tokenizer, tokenizer, BATCH), rm, inputs["rm"]
+    )
     trainer = PPOTrainer(models, tokenizer, prompts, rl, out_dir, seed=0, accelerator=accelerator)
     t = time.time()
     trainer.train()
@@ -289,8 +386,14 @@ def run_ours(mode: str, inputs: dict, prompts: list[dict], episodes: int, out_di
     done = trainer.num_steps * trainer.global_batch
     rows = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
     phases = {k: sum(r[k] for r in rows) for k in ("time/rollout_s", "time/update_s")}
-    return {"impl": mode, "episodes": done, "train_seconds": seconds, "eps": done / seconds, **phases,
-            "mean_response_length": sum(r["response/length"] for r in rows) / len(rows)}
+    return {
+        "impl": mode,
+        "episodes": done,
+        "train_seconds": seconds,
+        "eps": done / seconds,
+        **phases,
+        "mean_response_length": sum(r["response/length"] for r in rows) / len(rows),
+    }
 
 
 if __name__ == "__main__":

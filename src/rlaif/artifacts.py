@@ -26,7 +26,18 @@ from typing import Any
 from rlaif.config import DatasetConfig, PipelineConfig, section_hash, to_yaml
 
 # command name -> folder name
-STAGE_DIRS = {"sft": "sft", "pairs": "pairs", "label": "labels", "label_alignment": "label_alignment", "reward": "reward", "reward_rlhf": "reward_rlhf", "rl": "rl", "rl_rlhf": "rl_rlhf", "evaluate": "eval", "report": "report"}
+STAGE_DIRS = {
+    "sft": "sft",
+    "pairs": "pairs",
+    "label": "labels",
+    "label_alignment": "label_alignment",
+    "reward": "reward",
+    "reward_rlhf": "reward_rlhf",
+    "rl": "rl",
+    "rl_rlhf": "rl_rlhf",
+    "evaluate": "eval",
+    "report": "report",
+}
 
 
 class StageInputError(RuntimeError):
@@ -41,9 +52,8 @@ def is_main_process() -> bool:
 def barrier() -> None:
     """Wait for every process of a multi-process launch (no-op in a single process)."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        from accelerate import PartialState
-
         import torch
+        from accelerate import PartialState
 
         # cpu=True on a CPU-only machine: otherwise accelerate sees no GPU and no distributed run
         PartialState(cpu=not torch.cuda.is_available()).wait_for_everyone()
@@ -137,7 +147,9 @@ class RunDir:
         return out.is_dir() and all((out / name).exists() for name in entry.get("outputs", []))
 
     # --- lifecycle ---
-    def begin(self, stage: str, section: Any, upstream: tuple[str, ...] = (), data: list[DatasetConfig] = ()) -> StageRun:
+    def begin(
+        self, stage: str, section: Any, upstream: tuple[str, ...] = (), data: list[DatasetConfig] = ()
+    ) -> StageRun:
         fingerprint = self.fingerprint(stage, section, upstream, list(data))
         out = self.stage_dir(stage)
         previous = self.entry(stage) or {}
@@ -149,15 +161,18 @@ class RunDir:
                 shutil.rmtree(out)
             out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.root / "config.yaml", to_yaml(self.cfg))
-            self._update(stage, {
-                "status": "running",
-                "fingerprint": fingerprint,
-                "config_hash": section_hash(section),
-                "upstream": list(upstream),
-                "started_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                "attempts": previous.get("attempts", 0) + 1,
-                "error": None,
-            })
+            self._update(
+                stage,
+                {
+                    "status": "running",
+                    "fingerprint": fingerprint,
+                    "config_hash": section_hash(section),
+                    "upstream": list(upstream),
+                    "started_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    "attempts": previous.get("attempts", 0) + 1,
+                    "error": None,
+                },
+            )
         barrier()
         return StageRun(stage, out, fingerprint, time.time(), resumed)
 
@@ -165,14 +180,19 @@ class RunDir:
         if is_main_process():
             if metrics is not None:
                 write_json(run.dir / "metrics.json", metrics)
-            self._update(run.stage, {
-                "status": "done",
-                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                "seconds": round(time.time() - run.started, 2),
-                "run_id": uuid.uuid4().hex[:12],
-                # checkpoints/ may be deleted to save space without making the stage stale
-                "outputs": sorted(p.name for p in run.dir.iterdir() if not p.name.startswith(".") and p.name != "checkpoints"),
-            })
+            self._update(
+                run.stage,
+                {
+                    "status": "done",
+                    "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    "seconds": round(time.time() - run.started, 2),
+                    "run_id": uuid.uuid4().hex[:12],
+                    # checkpoints/ may be deleted to save space without making the stage stale
+                    "outputs": sorted(
+                        p.name for p in run.dir.iterdir() if not p.name.startswith(".") and p.name != "checkpoints"
+                    ),
+                },
+            )
         return run.dir
 
     def fail(self, stage: str, error: BaseException) -> None:

@@ -6,8 +6,8 @@ import argparse
 import importlib
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from rlaif.artifacts import RunDir, StageInputError
 from rlaif.config import ConfigError, DataConfig, PipelineConfig, describe, load_config
@@ -49,18 +49,49 @@ class Stage:
 STAGES = [
     Stage("sft", "rlaif.stages.sft", "sft", "supervised fine-tuning of the policy on posts + reference summaries"),
     Stage("pairs", "rlaif.stages.pairs", "pairs", "two sampled summaries per prompt-pool post from the SFT policy"),
-    Stage("label", "rlaif.stages.label", "label", "AI preference labels for the pairs (LLM judge, both orders, soft labels)"),
+    Stage(
+        "label",
+        "rlaif.stages.label",
+        "label",
+        "AI preference labels for the pairs (LLM judge, both orders, soft labels)",
+    ),
     # The labeler's agreement with human choices: the report puts it next to the labels and win rates.
-    Stage("label_alignment", "rlaif.stages.label", "label", "labeler agreement with human comparison sets (label.alignment_*)",
-          subcommand=False, when=lambda cfg: bool(cfg.label.alignment_summarize or cfg.label.alignment_dialogue)),
+    Stage(
+        "label_alignment",
+        "rlaif.stages.label",
+        "label",
+        "labeler agreement with human comparison sets (label.alignment_*)",
+        subcommand=False,
+        when=lambda cfg: bool(cfg.label.alignment_summarize or cfg.label.alignment_dialogue),
+    ),
     Stage("reward", "rlaif.stages.reward", "reward", "reward model on AI preference labels (RLAIF arm)"),
-    Stage("rl", "rlaif.stages.rl", "rl", "PPO of the SFT policy against the RLAIF reward model (or the direct AI reward)"),
-    Stage("reward_rlhf", "rlaif.stages.reward", "reward_rlhf", "reward model on human comparisons or reference-preferred pairs (RLHF arm)",
-          command="reward", arm="rlhf"),
-    Stage("rl_rlhf", "rlaif.stages.rl", "rl", "PPO of the SFT policy against the RLHF reward model", command="rl", arm="rlhf",
-          requires=("reward_rlhf",)),
+    Stage(
+        "rl", "rlaif.stages.rl", "rl", "PPO of the SFT policy against the RLAIF reward model (or the direct AI reward)"
+    ),
+    Stage(
+        "reward_rlhf",
+        "rlaif.stages.reward",
+        "reward_rlhf",
+        "reward model on human comparisons or reference-preferred pairs (RLHF arm)",
+        command="reward",
+        arm="rlhf",
+    ),
+    Stage(
+        "rl_rlhf",
+        "rlaif.stages.rl",
+        "rl",
+        "PPO of the SFT policy against the RLHF reward model",
+        command="rl",
+        arm="rlhf",
+        requires=("reward_rlhf",),
+    ),
     # evaluate and report stay last: they read every stage above.
-    Stage("evaluate", "rlaif.stages.evaluate", "evaluate", "win rates (LLM judge, both orders), RM scores, lengths, ROUGE-L on held-out posts"),
+    Stage(
+        "evaluate",
+        "rlaif.stages.evaluate",
+        "evaluate",
+        "win rates (LLM judge, both orders), RM scores, lengths, ROUGE-L on held-out posts",
+    ),
     Stage("report", "rlaif.stages.report", "report", "report.html and report.md with every stage's metrics and plots"),
 ]
 STAGE_BY_NAME = {s.name: s for s in STAGES}
@@ -71,7 +102,17 @@ def stage_for(command: str, arm: str) -> Stage:
         if stage.subcommand and stage.cli == command and stage.arm == arm:
             return stage
     raise ConfigError(f"`rlaif {command}` has no {arm!r} arm")
-USER_ERRORS = (ConfigError, DataError, ModelLoadError, StageInputError, FileNotFoundError, LabelingIncomplete, NonFiniteLossError)
+
+
+USER_ERRORS = (
+    ConfigError,
+    DataError,
+    ModelLoadError,
+    StageInputError,
+    FileNotFoundError,
+    LabelingIncomplete,
+    NonFiniteLossError,
+)
 
 
 def stage_help(stage: Stage) -> str:
@@ -87,26 +128,39 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rlaif",
         description="RLAIF (and the RLHF baseline) for TL;DR summarization, one stage per command.",
-        epilog="Top-level config fields:\n" + "\n".join(top_fields) + "\n\nSee `rlaif STAGE --help` for each stage's fields.",
+        epilog="Top-level config fields:\n"
+        + "\n".join(top_fields)
+        + "\n\nSee `rlaif STAGE --help` for each stage's fields.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for stage in STAGES:
         if stage.arm != "rlaif" or not stage.subcommand:
             continue  # reached through --arm on the command of its RLAIF twin, or an option
-        p = sub.add_parser(stage.cli, help=stage.summary, description=stage.summary, epilog=stage_help(stage),
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(
+            stage.cli,
+            help=stage.summary,
+            description=stage.summary,
+            epilog=stage_help(stage),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         _add_config_args(p)
         p.add_argument("--force", action="store_true", help="rerun even when the outputs are up to date")
         arms = sorted({s.arm for s in STAGES if s.cli == stage.cli and s.subcommand})
         if len(arms) > 1:
             p.add_argument("--arm", choices=arms, default="rlaif", help="rlaif: AI labels; rlhf: human comparisons")
         if stage.cli == "label":
-            p.add_argument("--eval-alignment", action="store_true",
-                           help="judge the human comparison sets in label.alignment_* and report agreement; labels no pairs")
+            p.add_argument(
+                "--eval-alignment",
+                action="store_true",
+                help="judge the human comparison sets in label.alignment_* and report agreement; labels no pairs",
+            )
         if stage.cli == "reward":
-            p.add_argument("--eval-only", action="store_true",
-                           help="score the saved reward model on the section's eval_comparisons; trains nothing")
+            p.add_argument(
+                "--eval-only",
+                action="store_true",
+                help="score the saved reward model on the section's eval_comparisons; trains nothing",
+            )
     p = sub.add_parser("run", help="run every stage in order, skipping those already up to date")
     _add_config_args(p)
     p = sub.add_parser("config", help="print the resolved config (after overrides) as YAML")
@@ -118,8 +172,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="pipeline YAML, e.g. configs/demo.yaml")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, e.g. --set sft.learning_rate=1e-4 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set sft.learning_rate=1e-4 (repeatable)",
+    )
 
 
 def run_stage(stage: Stage, cfg: PipelineConfig, force: bool = False, **options) -> bool:
@@ -134,7 +194,10 @@ def run_stage(stage: Stage, cfg: PipelineConfig, force: bool = False, **options)
     upstream, data = module.upstream(cfg, stage.name), list(module.data_sources(cfg, stage.name))
     fingerprint = rundir.fingerprint(stage.name, getattr(cfg, stage.section), upstream, data)
     if not force and rundir.is_fresh(stage.name, fingerprint):
-        print(f"[rlaif] {stage.name}: up to date in {rundir.stage_dir(stage.name)}, skipped (--force reruns it)", flush=True)
+        print(
+            f"[rlaif] {stage.name}: up to date in {rundir.stage_dir(stage.name)}, skipped (--force reruns it)",
+            flush=True,
+        )
         return False
     try:
         module.run(cfg, rundir, stage.name)
@@ -169,8 +232,10 @@ def main(argv: list[str] | None = None) -> int:
             if getattr(args, "eval_alignment", False):  # a stage of its own, with the same manifest check
                 stage = STAGE_BY_NAME["label_alignment"]
                 if not stage.enabled(cfg):
-                    raise ConfigError("label.alignment_summarize and label.alignment_dialogue are both empty; "
-                                      "list human comparison files there to use --eval-alignment")
+                    raise ConfigError(
+                        "label.alignment_summarize and label.alignment_dialogue are both empty; "
+                        "list human comparison files there to use --eval-alignment"
+                    )
             elif not stage.enabled(cfg):
                 raise ConfigError(f"section `{stage.section}` is not set in {args.config}; the {stage.arm} arm is off")
             options = {"eval_only": True} if getattr(args, "eval_only", False) else {}

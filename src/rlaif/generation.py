@@ -41,12 +41,22 @@ def generate(
     results: list[list[Completion]] = []
     batches = range(0, len(prompts), batch_size)
     for start in tqdm(batches, desc=desc, disable=desc is None, unit="batch"):
-        batch = tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+        batch = tokenizer(
+            prompts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False
+        )
         batch = batch.to(model.device)
-        sampling = dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0) if temperature > 0 else dict(do_sample=False)
+        sampling = (
+            dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0)
+            if temperature > 0
+            else dict(do_sample=False)
+        )
         out = model.generate(
-            **batch, max_new_tokens=max_new_tokens, num_return_sequences=num_return_sequences,
-            eos_token_id=eos, pad_token_id=tokenizer.pad_token_id, **sampling,
+            **batch,
+            max_new_tokens=max_new_tokens,
+            num_return_sequences=num_return_sequences,
+            eos_token_id=eos,
+            pad_token_id=tokenizer.pad_token_id,
+            **sampling,
         )
         new_tokens = out[:, batch.input_ids.shape[1] :].tolist()  # (B * n, T_new)
         completions = [_cut_at_eos(tokenizer, ids, eos) for ids in new_tokens]

@@ -36,7 +36,9 @@ def _complete_rows(path: Path) -> tuple[list[dict], int]:
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{i}: not valid JSON ({e.msg} at column {e.colno}); delete the file to recompute it") from None
+                raise ValueError(
+                    f"{path}:{i}: not valid JSON ({e.msg} at column {e.colno}); delete the file to recompute it"
+                ) from None
     return rows, end
 
 

@@ -95,16 +95,26 @@ def _build_tiny_random(out: Path) -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(embedded_folder("smollm2-135m"))
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-        tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
     )
     torch.manual_seed(0)  # the same tiny model on every machine
     AutoModelForCausalLM.from_config(config).save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
 
 
-_BUILDERS = {"smollm2-135m": ("smollm2-135m-instruct", _build_smollm2), "tiny-random": ("tiny-random-llama", _build_tiny_random)}
+_BUILDERS = {
+    "smollm2-135m": ("smollm2-135m-instruct", _build_smollm2),
+    "tiny-random": ("tiny-random-llama", _build_tiny_random),
+}
 
 
 def embedded_folder(name: str) -> Path:
@@ -161,7 +171,9 @@ def load_causal_lm(name: str, tokenizer: PreTrainedTokenizerBase, dtype: str = "
     try:
         model = AutoModelForCausalLM.from_pretrained(resolve_model(name), dtype=DTYPES[dtype], trust_remote_code=False)
     except OSError as e:
-        raise ModelLoadError(f"cannot load model {name!r}: {e} (no network: use a local folder or an embedded name)") from None
+        raise ModelLoadError(
+            f"cannot load model {name!r}: {e} (no network: use a local folder or an embedded name)"
+        ) from None
     align_with_tokenizer(model, tokenizer)
     return model
 

@@ -54,7 +54,9 @@ def apply_lora(model, lora: LoraSettings, task_type: str):
     from peft import LoraConfig, get_peft_model
 
     targets = lora.target_modules[0] if lora.target_modules == ["all-linear"] else lora.target_modules
-    config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets, task_type=task_type)
+    config = LoraConfig(
+        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets, task_type=task_type
+    )
     return get_peft_model(model, config)
 
 
@@ -64,7 +66,11 @@ def last_checkpoint(checkpoint_dir: Path) -> str | None:
     (get_last_checkpoint alone would pick it and the resume would fail)."""
     if not checkpoint_dir.is_dir():
         return None
-    complete = [p for p in checkpoint_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()]
+    complete = [
+        p
+        for p in checkpoint_dir.glob("checkpoint-*")
+        if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()
+    ]
     return str(max(complete, key=lambda p: int(p.name.split("-")[-1]))) if complete else None
 
 

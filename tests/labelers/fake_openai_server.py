@@ -36,7 +36,9 @@ class FakeOpenAIServer:
                     return
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with server.lock:
-                    server.requests.append({"path": self.path, "body": body, "authorization": self.headers.get("Authorization")})
+                    server.requests.append(
+                        {"path": self.path, "body": body, "authorization": self.headers.get("Authorization")}
+                    )
                     fault = server.faults.popleft() if server.faults else None
                 time.sleep(server.delay_s)
                 server._answer(self, body, fault)
@@ -83,9 +85,18 @@ class FakeOpenAIServer:
             if fault == "nologprobs":
                 choice = {"message": {"role": "assistant", "content": "1"}} if chat else {"text": "1"}
             elif chat:
-                choice = {"message": {"role": "assistant", "content": top[0][0]},
-                          "logprobs": {"content": [{"token": top[0][0], "logprob": top[0][1],
-                                                    "top_logprobs": [{"token": t, "logprob": lp} for t, lp in top]}]}}
+                choice = {
+                    "message": {"role": "assistant", "content": top[0][0]},
+                    "logprobs": {
+                        "content": [
+                            {
+                                "token": top[0][0],
+                                "logprob": top[0][1],
+                                "top_logprobs": [{"token": t, "logprob": lp} for t, lp in top],
+                            }
+                        ]
+                    },
+                }
             else:
                 choice = {"text": top[0][0], "logprobs": {"tokens": [top[0][0]], "top_logprobs": [dict(top)]}}
         self._send(h, 200, json.dumps({"id": "x", "choices": [{"index": 0, **choice}]}).encode())
@@ -96,7 +107,13 @@ class FakeOpenAIServer:
             return [("The", math.log(0.6)), ("Both", math.log(0.3))]
         # the last pair shown is the one to judge (few-shot exemplars come before it)
         sample = text[text.rfind("Summary 1 - ") :]
-        p1, p2 = (0.8, 0.1) if sample.startswith("Summary 1 - GOOD") else (0.1, 0.8) if "Summary 2 - GOOD" in sample else (0.45, 0.45)
+        p1, p2 = (
+            (0.8, 0.1)
+            if sample.startswith("Summary 1 - GOOD")
+            else (0.1, 0.8)
+            if "Summary 2 - GOOD" in sample
+            else (0.45, 0.45)
+        )
         return sorted([("1", math.log(p1)), (" 2", math.log(p2)), ("The", math.log(0.05))], key=lambda t: -t[1])
 
     @staticmethod

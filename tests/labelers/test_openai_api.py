@@ -19,7 +19,9 @@ P_GOOD = 0.8 / 0.9  # the fake server's P(GOOD candidate) after renormalising ov
 
 def settings(server, **api) -> LabelerSettings:
     api = {"base_url": server.base_url, "timeout_s": 0.5, "max_retries": 3, "backoff_s": 0.01, "concurrency": 2, **api}
-    return LabelerSettings(backend="openai_api", model="judge-model", max_rationale_tokens=16, api=OpenAIApiSettings(**api))
+    return LabelerSettings(
+        backend="openai_api", model="judge-model", max_rationale_tokens=16, api=OpenAIApiSettings(**api)
+    )
 
 
 def pairs(n: int, bad_ids=()) -> list[dict]:
@@ -28,7 +30,9 @@ def pairs(n: int, bad_ids=()) -> list[dict]:
         marker = "FAIL-ALWAYS " if i in bad_ids else ""
         good, bad = f"GOOD summary {i}", f"weak summary {i}"
         a, b = (good, bad) if i % 2 == 0 else (bad, good)
-        out.append({"id": f"p{i}", "prompt": f"POST: {marker}post number {i}\n\nTL;DR:", "summary_a": a, "summary_b": b})
+        out.append(
+            {"id": f"p{i}", "prompt": f"POST: {marker}post number {i}\n\nTL;DR:", "summary_a": a, "summary_b": b}
+        )
     return out
 
 
@@ -57,12 +61,19 @@ def test_labels_map_orders_back_to_a_and_b(tmp_path, endpoint, continue_final):
     if endpoint == "chat":
         last = answer[0]["body"]["messages"][-1]
         if continue_final:  # the assistant turn is continued: rationale + cue inside it
-            assert last["role"] == "assistant" and last["content"].startswith("Rationale:") and last["content"].endswith("Preferred Summary=")
+            assert (
+                last["role"] == "assistant"
+                and last["content"].startswith("Rationale:")
+                and last["content"].endswith("Preferred Summary=")
+            )
             assert answer[0]["body"]["continue_final_message"] is True and answer[0]["body"]["top_logprobs"] == 20
         else:  # OpenAI: the rationale is the assistant's reply, the answer is asked in a new user turn
             assert last["role"] == "user" and "1 or 2" in last["content"]
     else:
-        assert answer[0]["body"]["prompt"].endswith("more accurate.\nPreferred Summary=") and answer[0]["body"]["logprobs"] == 20
+        assert (
+            answer[0]["body"]["prompt"].endswith("more accurate.\nPreferred Summary=")
+            and answer[0]["body"]["logprobs"] == 20
+        )
 
 
 def test_transient_faults_are_retried_until_every_pair_is_labeled(tmp_path):

@@ -63,7 +63,10 @@ def test_exemplar_errors_name_file_line_and_field(tmp_path):
 
 
 def test_judge_text_drops_the_tldr_cue():
-    assert judge_text_from_prompt("SUBREDDIT: r/a\n\nTITLE: t\n\nPOST: p\n\nTL;DR:") == "SUBREDDIT: r/a\n\nTITLE: t\n\nPOST: p"
+    assert (
+        judge_text_from_prompt("SUBREDDIT: r/a\n\nTITLE: t\n\nPOST: p\n\nTL;DR:")
+        == "SUBREDDIT: r/a\n\nTITLE: t\n\nPOST: p"
+    )
 
 
 def test_hf_local_renders_the_chat_template_and_continues_the_assistant_turn():
@@ -72,7 +75,12 @@ def test_hf_local_renders_the_chat_template_and_continues_the_assistant_turn():
     prefix, group, item, cue = labeler.segments(req)
     text = prefix + labeler.tokenizer.decode(group + item)
     messages = [{"role": "system", "content": req.system}, {"role": "user", "content": req.user}]
-    expected = labeler.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + "Rationale:"
+    expected = (
+        labeler.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + "Rationale:"
+    )
     assert text == expected
     assert labeler.tokenizer.decode(cue) == "\nPreferred Summary="
-    assert labeler.choice_ids(("1", "2")) == [[labeler.tokenizer.convert_tokens_to_ids("1")], [labeler.tokenizer.convert_tokens_to_ids("2")]]
+    assert labeler.choice_ids(("1", "2")) == [
+        [labeler.tokenizer.convert_tokens_to_ids("1")],
+        [labeler.tokenizer.convert_tokens_to_ids("2")],
+    ]

@@ -31,9 +31,19 @@ def test_undecided_is_dropped_or_kept_at_half_never_a_coin_flip(ab, ba):
 
 def test_decide_renormalises_and_keeps_the_raw_mass():
     r = decide((0.3, 0.1), True, 20, "because")
-    assert (r.p_first, r.p_second, r.raw_mass, r.error) == (pytest.approx(0.75), pytest.approx(0.25), pytest.approx(0.4), None)
+    assert (r.p_first, r.p_second, r.raw_mass, r.error) == (
+        pytest.approx(0.75),
+        pytest.approx(0.25),
+        pytest.approx(0.4),
+        None,
+    )
     r = decide((0.0001, 0.0), False, 20, "because", ["The", " A"])
-    assert r.p_first is None and r.raw_mass == pytest.approx(0.0001) and r.error.startswith("undecided:") and "'The'" in r.error
+    assert (
+        r.p_first is None
+        and r.raw_mass == pytest.approx(0.0001)
+        and r.error.startswith("undecided:")
+        and "'The'" in r.error
+    )
 
 
 def test_choice_mass_sums_spellings_of_a_choice():
@@ -53,15 +63,19 @@ def record(p_ab_first, p_ba_first, human=None, undecided="drop"):
 
 def test_position_bias_and_confidence():
     records = [
-        record(0.9, 0.8),   # first wins in both orders -> same position, first
-        record(0.7, 0.6),   # same position, first
-        record(0.2, 0.1),   # second wins in both orders -> same position, second
-        record(0.9, 0.2),   # a wins in both orders: consistent, no position bias
+        record(0.9, 0.8),  # first wins in both orders -> same position, first
+        record(0.7, 0.6),  # same position, first
+        record(0.2, 0.1),  # second wins in both orders -> same position, second
+        record(0.9, 0.2),  # a wins in both orders: consistent, no position bias
         record(None, 0.5),  # undecided
     ]
     m = label_metrics(records)
     assert m["pairs"] == 5 and m["undecided"] == 1 and m["undecided_rate"] == pytest.approx(0.2)
-    assert m["position_bias"] == {"same_position_wins_rate": pytest.approx(0.75), "first_position_share": pytest.approx(2 / 3), "pairs": 4}
+    assert m["position_bias"] == {
+        "same_position_wins_rate": pytest.approx(0.75),
+        "first_position_share": pytest.approx(2 / 3),
+        "pairs": 4,
+    }
     # p_a: 0.55, 0.55, 0.55, 0.85 -> confidence max(p, 1-p)
     assert m["mean_confidence"] == pytest.approx((0.55 * 3 + 0.85) / 4)
     assert "alignment_with_humans" not in m

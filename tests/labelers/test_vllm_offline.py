@@ -42,13 +42,17 @@ class FakeLLM:
         for prompt in prompts:
             first_good = prompt[prompt.rfind("Summary 1 - ") :].startswith("Summary 1 - GOOD")
             if params.logprobs is None:
-                completion = SimpleNamespace(text=" The first is better." if first_good else " The second is better.", logprobs=None)
+                completion = SimpleNamespace(
+                    text=" The first is better." if first_good else " The second is better.", logprobs=None
+                )
             else:
                 p1, p2 = (0.6, 0.3) if first_good else (0.2, 0.7)
                 ids = {t: self.tokenizer.convert_tokens_to_ids(t) for t in ("1", "2", "The")}
-                step = {ids["1"]: SimpleNamespace(logprob=math.log(p1), rank=1, decoded_token="1"),
-                        ids["2"]: SimpleNamespace(logprob=math.log(p2), rank=2, decoded_token="2"),
-                        ids["The"]: SimpleNamespace(logprob=math.log(0.05), rank=3, decoded_token=None)}
+                step = {
+                    ids["1"]: SimpleNamespace(logprob=math.log(p1), rank=1, decoded_token="1"),
+                    ids["2"]: SimpleNamespace(logprob=math.log(p2), rank=2, decoded_token="2"),
+                    ids["The"]: SimpleNamespace(logprob=math.log(0.05), rank=3, decoded_token=None),
+                }
                 completion = SimpleNamespace(text="1", logprobs=[step])
             outs.append(SimpleNamespace(outputs=[completion]))
         return outs
@@ -56,8 +60,11 @@ class FakeLLM:
 
 def test_two_stage_labels_through_the_engine():
     engine = FakeLLM()
-    labeler = make_labeler(LabelerSettings(backend="vllm_offline", model="tiny-random", max_rationale_tokens=12),
-                           engine=engine, sampling_params=SamplingParams)
+    labeler = make_labeler(
+        LabelerSettings(backend="vllm_offline", model="tiny-random", max_rationale_tokens=12),
+        engine=engine,
+        sampling_params=SamplingParams,
+    )
     reqs = make_prompt("summarize", "cot", 12).pair_requests("POST: p", "GOOD one", "bad one")
     ab, ba = labeler.judge(reqs)
     assert ab.p_first == pytest.approx(0.6 / 0.9) and ab.raw_mass == pytest.approx(0.9)
@@ -72,13 +79,19 @@ def test_two_stage_labels_through_the_engine():
 
 def test_missing_logprobs_is_a_failure_not_a_guess():
     engine = FakeLLM()
-    engine.generate = lambda prompts, params, use_tqdm=True: [SimpleNamespace(outputs=[SimpleNamespace(text="1", logprobs=[])]) for _ in prompts]
-    labeler = make_labeler(LabelerSettings(backend="vllm_offline", model="tiny-random"), engine=engine, sampling_params=SamplingParams)
+    engine.generate = lambda prompts, params, use_tqdm=True: [
+        SimpleNamespace(outputs=[SimpleNamespace(text="1", logprobs=[])]) for _ in prompts
+    ]
+    labeler = make_labeler(
+        LabelerSettings(backend="vllm_offline", model="tiny-random"), engine=engine, sampling_params=SamplingParams
+    )
     result = labeler.judge(make_prompt("summarize", "base", 0).pair_requests("t", "a", "b"))[0]
     assert result.failed and result.p_first is None and "no logprobs" in result.error
 
 
-@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vllm is installed; the message is for machines without it")
+@pytest.mark.skipif(
+    importlib.util.find_spec("vllm") is not None, reason="vllm is installed; the message is for machines without it"
+)
 def test_without_vllm_the_error_says_how_to_get_it():
     with pytest.raises(ModelLoadError, match="pip install vllm"):
         make_labeler(LabelerSettings(backend="vllm_offline", model="tiny-random"))

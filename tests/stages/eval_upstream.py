@@ -25,8 +25,14 @@ def eval_file(tmp_path: Path, n: int = N_POSTS) -> Path:
 
 
 def fake_judge_overrides(server) -> list[str]:
-    return ["evaluate.judge.backend=openai_api", "evaluate.judge.model=judge", f"evaluate.judge.api.base_url={server.base_url}",
-            "evaluate.judge.api.max_retries=0", "evaluate.judge.api.concurrency=1", "evaluate.judge.api.timeout_s=5"]
+    return [
+        "evaluate.judge.backend=openai_api",
+        "evaluate.judge.model=judge",
+        f"evaluate.judge.api.base_url={server.base_url}",
+        "evaluate.judge.api.max_retries=0",
+        "evaluate.judge.api.concurrency=1",
+        "evaluate.judge.api.timeout_s=5",
+    ]
 
 
 def make_eval_upstream(cfg) -> RunDir:

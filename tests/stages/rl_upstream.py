@@ -1,5 +1,5 @@
 """Upstream artifacts for rl stage tests, registered through the real RunDir: the tiny-random model
-as sft/model, and a tiny-random reward model (fresh scalar head, as rlaif.reward_model builds it)
+as sft/model, and a tiny-random reward model (fresh scalar head, as rlaif.reward.model builds it)
 as reward/model. Training them would only add seconds; RL needs their outputs, not their quality."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import shutil
 from rlaif.artifacts import RunDir
 from rlaif.config import PipelineConfig
 from rlaif.models import embedded_folder, load_tokenizer
-from rlaif.reward_model import build_reward_model
+from rlaif.reward.model import build_reward_model
 
 
 def make_upstream(cfg: PipelineConfig, reward_stages: tuple[str, ...] = ("reward",)) -> RunDir:

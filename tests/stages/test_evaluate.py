@@ -38,7 +38,14 @@ def test_evaluate_metrics_and_judgements(eval_run):
     assert set(comps) == {"rl:sft", "rl:reference", "sft:reference", "rl_rlhf:sft", "rl_rlhf:reference", "rl:rl_rlhf"}
     for name in ("rl:reference", "sft:reference", "rl_rlhf:reference"):  # the GOOD reference wins in both orders
         m = comps[name]
-        assert (m["win_rate"], m["ci_low"], m["ci_high"], m["losses"], m["ties"], m["n"]) == (0.0, 0.0, 0.0, N_POSTS, 0, N_POSTS)
+        assert (m["win_rate"], m["ci_low"], m["ci_high"], m["losses"], m["ties"], m["n"]) == (
+            0.0,
+            0.0,
+            0.0,
+            N_POSTS,
+            0,
+            N_POSTS,
+        )
         assert m["position_bias"] == {"flip_rate": 0.0, "first_rate": 0.5, "answered_pairs": N_POSTS}
     for name in ("rl:sft", "rl_rlhf:sft", "rl:rl_rlhf"):  # the same tiny model: equal summaries, equal odds -> ties
         m = comps[name]

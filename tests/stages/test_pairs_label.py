@@ -61,7 +61,11 @@ def test_pairs_then_label_write_records_and_metrics(run_with_sft, capsys):
     for r in labels:  # tiny-random never answers 1/2: undecided, kept at 0.5 by the tiny preset
         assert r["undecided"] and r["p_a"] == 0.5 and [o["order"] for o in r["orders"]] == ["ab", "ba"]
         assert r["orders"][0]["rationale"] is not None and r["orders"][0]["error"].startswith("undecided")
-    assert (labels[0]["backend"], labels[0]["model"], labels[0]["prompt_id"]) == ("hf_local", "tiny-random", "summarize-cot-0shot")
+    assert (labels[0]["backend"], labels[0]["model"], labels[0]["prompt_id"]) == (
+        "hf_local",
+        "tiny-random",
+        "summarize-cot-0shot",
+    )
     m = json.loads((run / "labels" / "metrics.json").read_text())
     for key in ("pairs", "undecided_rate", "position_bias", "mean_confidence", "seconds", "pairs_per_minute", "failed"):
         assert key in m, key
@@ -95,10 +99,16 @@ def test_label_killed_mid_run_resumes_without_loss_or_duplicates(run_with_sft):
     assert main(["pairs", CONFIG, *sets(run)]) == 0
     labels = run / "labels" / "labels.jsonl"
     with FakeOpenAIServer(delay_s=0.15) as server:  # slow enough to kill between two judge calls
-        http = (f"label.labeler.backend=openai_api", f"label.labeler.api.base_url={server.base_url}",
-                "label.labeler.model=judge", "label.labeler.api.concurrency=1")
+        http = (
+            "label.labeler.backend=openai_api",
+            f"label.labeler.api.base_url={server.base_url}",
+            "label.labeler.model=judge",
+            "label.labeler.api.concurrency=1",
+        )
         cmd = [sys.executable, "-m", "rlaif.cli", "label", CONFIG, *sets(run, *http)]
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy()
+        )
         deadline = time.time() + 120
         while time.time() < deadline and not (labels.exists() and labels.read_text().count("\n") >= 1):
             time.sleep(0.05)

@@ -84,9 +84,13 @@ def test_evaluate_reuses_the_greedy_summaries_the_rl_stages_wrote(killed_and_res
     run, _ = killed_and_resumed
     expected = {"sft": "rl/heldout.jsonl", "rl": "rl/heldout.jsonl", "rl_rlhf": "rl_rlhf/heldout.jsonl"}
     for system, source in expected.items():
-        rows = [json.loads(line) for line in (run / "eval" / "generations" / f"{system}.jsonl").read_text().splitlines()]
+        rows = [
+            json.loads(line) for line in (run / "eval" / "generations" / f"{system}.jsonl").read_text().splitlines()
+        ]
         assert len(rows) == 4 and {r.get("from") for r in rows} == {source}, system
-    heldout = {json.loads(line)["id"]: json.loads(line) for line in (run / "rl" / "heldout.jsonl").read_text().splitlines()}
+    heldout = {
+        json.loads(line)["id"]: json.loads(line) for line in (run / "rl" / "heldout.jsonl").read_text().splitlines()
+    }
     rl_rows = [json.loads(line) for line in (run / "eval" / "generations" / "rl.jsonl").read_text().splitlines()]
     assert all(r["summary"] == heldout[r["id"]]["policy"]["summary"] for r in rl_rows)
     assert stages(run)["label_alignment"]["status"] == "done"  # `rlaif run` measures the labeler's alignment too
@@ -120,8 +124,15 @@ def test_deleted_output_makes_its_stage_rerun(killed_and_resumed, tmp_path):
 def test_full_report_shows_every_stage_and_its_figures_render(killed_and_resumed, tmp_path):
     run, _ = killed_and_resumed
     d = run / "report"
-    expected = {"sft_loss", "label_position_confidence", "reward_calibration", "reward_rlhf_calibration",
-                "rl_curves", "rl_rlhf_curves", "win_rates"}
+    expected = {
+        "sft_loss",
+        "label_position_confidence",
+        "reward_calibration",
+        "reward_rlhf_calibration",
+        "rl_curves",
+        "rl_rlhf_curves",
+        "win_rates",
+    }
     assert set(json.loads((d / "metrics.json").read_text())["figures"]) == expected
     md = (d / "report.md").read_text()
     assert "not run." not in md.replace("labeler alignment with human comparisons: not run", "")

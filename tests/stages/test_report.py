@@ -71,9 +71,19 @@ def test_report_reruns_when_an_upstream_stage_reruns(tiny_config, tmp_path):
     assert "*stage evaluate: not run.*" not in (RunDir(cfg).stage_dir("report") / "report.md").read_text()
 
 
-@pytest.mark.parametrize("key, panel", [("objective/scores", "reward"), ("objective/rlhf_reward", "reward"), ("objective/kl", "KL"),
-                                        ("response/length", "length"), ("objective/non_score_reward", "KL"), ("loss/policy", None), ("policy/approxkl", None),
-                                        ("response/eos_rate", None)])
+@pytest.mark.parametrize(
+    "key, panel",
+    [
+        ("objective/scores", "reward"),
+        ("objective/rlhf_reward", "reward"),
+        ("objective/kl", "KL"),
+        ("response/length", "length"),
+        ("objective/non_score_reward", "KL"),
+        ("loss/policy", None),
+        ("policy/approxkl", None),
+        ("response/eos_rate", None),
+    ],
+)
 def test_rl_panel_of_each_metric(key, panel):
     from rlaif.stages.report import rl_panel
 

@@ -21,8 +21,8 @@ from rlaif.cli import main
 from rlaif.config import PipelineConfig, load_config
 from rlaif.data import build_prompt, load_posts
 from rlaif.models import embedded_folder, load_tokenizer
-from rlaif.reward_data import reference_records
-from rlaif.reward_model import load_reward_model, score
+from rlaif.reward.data import reference_records
+from rlaif.reward.model import load_reward_model, score
 from tests.conftest import REPO, SHARED_DATA, needs_shared_data
 
 pytestmark = needs_shared_data
@@ -52,9 +52,14 @@ def make_upstream(cfg: PipelineConfig, n_labels: int = 16) -> RunDir:
             own, other = posts[i]["summary"], posts[i + 1]["summary"]
             a_is_own = i % 2 == 0
             p_own = (0.95, 0.8, 0.7)[i % 3]
-            row = {"id": f"pair-{i}", "prompt": build_prompt(tokenizer, posts[i], cfg.data.max_prompt_tokens),
-                   "summary_a": own if a_is_own else other, "summary_b": other if a_is_own else own,
-                   "p_a": p_own if a_is_own else 1 - p_own, "undecided": False}
+            row = {
+                "id": f"pair-{i}",
+                "prompt": build_prompt(tokenizer, posts[i], cfg.data.max_prompt_tokens),
+                "summary_a": own if a_is_own else other,
+                "summary_b": other if a_is_own else own,
+                "p_a": p_own if a_is_own else 1 - p_own,
+                "undecided": False,
+            }
             if i == n_labels - 1:
                 row.update(p_a=None, undecided=True)
             fh.write(json.dumps(row) + "\n")
@@ -87,7 +92,9 @@ def test_reward_on_ai_labels_saves_a_normalised_model_and_evaluates_only_on_requ
     scores = score(model, tokenizer, [r["prompt"] for r in refs], [r["reference"] for r in refs], batch_size=3)
     assert scores.shape == (len(refs),)
     assert scores.mean().item() == pytest.approx(0.0, abs=1e-4)  # [D19] references average 0
-    raw = plain(**tokenizer([refs[0]["prompt"] + " " + refs[0]["reference"] + tokenizer.eos_token], return_tensors="pt"))
+    raw = plain(
+        **tokenizer([refs[0]["prompt"] + " " + refs[0]["reference"] + tokenizer.eos_token], return_tensors="pt")
+    )
     assert raw.logits[0, 0].item() + metrics["reward_bias"] == pytest.approx(scores[0].item(), abs=1e-4)
 
     manifest = (run / "manifest.json").read_text()
@@ -109,10 +116,25 @@ def test_reward_needs_labels_and_eval_only_needs_comparisons(tmp_path, capsys):
 def test_reference_preferred_arm_resumes_after_a_kill(tmp_path):
     run = tmp_path / "run"
     make_upstream(load_config(CONFIG, [f"output_dir={run}"]))
-    args = [sys.executable, "-m", "rlaif.cli", "reward", CONFIG, "--arm", "rlhf",
-            *sets(run, "reward_rlhf.max_steps=24", "reward_rlhf.save_steps=3", "reward_rlhf.eval_steps=100",
-                  "reward_rlhf.save_total_limit=5")]
-    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    args = [
+        sys.executable,
+        "-m",
+        "rlaif.cli",
+        "reward",
+        CONFIG,
+        "--arm",
+        "rlhf",
+        *sets(
+            run,
+            "reward_rlhf.max_steps=24",
+            "reward_rlhf.save_steps=3",
+            "reward_rlhf.eval_steps=100",
+            "reward_rlhf.save_total_limit=5",
+        ),
+    ]
+    proc = subprocess.Popen(
+        args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     out = run / "reward_rlhf"
     deadline = time.time() + 240
     while not (out / "checkpoints" / "checkpoint-6").exists():

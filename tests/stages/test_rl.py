@@ -50,8 +50,18 @@ def test_rl_stage_outputs(tmp_path):
     assert metrics["steps"] == 4 and metrics["episodes"] == 16 and metrics["mode"] == "lean"
     rows = metric_rows(tmp_path / "run")
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
-    for key in ("objective/scores", "objective/kl", "objective/non_score_reward", "policy/entropy", "policy/clipfrac",
-                "policy/approxkl", "loss/value", "val/clipfrac", "response/length", "response/eos_rate"):
+    for key in (
+        "objective/scores",
+        "objective/kl",
+        "objective/non_score_reward",
+        "policy/entropy",
+        "policy/clipfrac",
+        "policy/approxkl",
+        "loss/value",
+        "val/clipfrac",
+        "response/length",
+        "response/eos_rate",
+    ):
         assert all(key in r for r in rows), key
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert {s["step"] for s in samples} == {1, 2, 4} and all(s["response"] is not None for s in samples)
@@ -96,7 +106,9 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
 def test_two_processes_save_once(tmp_path):
     if shutil.which("accelerate", path=str(Path(sys.executable).parent)) is None:
         pytest.skip("accelerate launcher not installed")
-    sets = setup_run(tmp_path, "rl.heldout_posts=2", "data.eval=[{path: ../shared/data/tldr/openai_tldr_30.jsonl, split: test}]")
+    sets = setup_run(
+        tmp_path, "rl.heldout_posts=2", "data.eval=[{path: ../shared/data/tldr/openai_tldr_30.jsonl, split: test}]"
+    )
     launcher = str(Path(sys.executable).parent / "accelerate")
     cmd = [launcher, "launch", "--multi_gpu", "--num_processes", "2", "-m", "rlaif.cli", "rl", CONFIG, *sets]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -112,9 +124,14 @@ def test_two_processes_save_once(tmp_path):
 
 
 def test_rlhf_arm_reads_its_own_reward_model(tmp_path):
-    sets = setup_run(tmp_path, "reward_rlhf.source=reference_preferred", "rl.total_episodes=4", "rl.heldout_posts=0",
-                     "data.reference_posts=[{path: ../shared/data/tldr/openai_tldr_30.jsonl}]",
-                     reward_stages=("reward", "reward_rlhf"))
+    sets = setup_run(
+        tmp_path,
+        "reward_rlhf.source=reference_preferred",
+        "rl.total_episodes=4",
+        "rl.heldout_posts=0",
+        "data.reference_posts=[{path: ../shared/data/tldr/openai_tldr_30.jsonl}]",
+        reward_stages=("reward", "reward_rlhf"),
+    )
     assert main(["rl", CONFIG, *sets, "--arm", "rlhf"]) == 0
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]
     assert manifest["rl_rlhf"]["status"] == "done" and manifest["rl_rlhf"]["upstream"] == ["sft", "reward_rlhf"]
@@ -123,8 +140,14 @@ def test_rlhf_arm_reads_its_own_reward_model(tmp_path):
 
 
 def test_direct_reward_needs_no_reward_model(tmp_path):
-    sets = setup_run(tmp_path, "rl.reward_source=direct", "rl.total_episodes=8", "rl.heldout_posts=0",
-                     "rl.direct_labeler={backend: hf_local, model: tiny-random, batch_size: 4}", reward_stages=())
+    sets = setup_run(
+        tmp_path,
+        "rl.reward_source=direct",
+        "rl.total_episodes=8",
+        "rl.heldout_posts=0",
+        "rl.direct_labeler={backend: hf_local, model: tiny-random, batch_size: 4}",
+        reward_stages=(),
+    )
     assert main(["rl", CONFIG, *sets]) == 0
     run = tmp_path / "run"
     assert json.loads((run / "manifest.json").read_text())["stages"]["rl"]["upstream"] == ["sft"]

@@ -35,7 +35,7 @@ def test_tiny_sft_trains_saves_and_skips_when_fresh(tiny_config):
     assert (out / "model" / "model.safetensors").exists()
     model = AutoModelForCausalLM.from_pretrained(out / "model")
     assert model.config.pad_token_id != model.config.eos_token_id
-    samples = [json.loads(line) for line in open(out / "samples.jsonl")]
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == cfg.sft.num_samples and {"prompt", "reference", "generated"} <= set(samples[0])
     entry = RunDir(cfg).entry("sft")
     assert entry["status"] == "done" and entry["seconds"] > 0 and entry["fingerprint"]
@@ -45,9 +45,18 @@ def test_tiny_sft_trains_saves_and_skips_when_fresh(tiny_config):
 
 def test_killed_sft_resumes_from_its_last_checkpoint(tmp_path):
     run = tmp_path / "run"
-    args = ["sft", "configs/tiny.yaml", f"--set=output_dir={run}", "--set=sft.max_steps=30", "--set=sft.save_steps=3",
-            "--set=sft.eval_steps=100", "--set=sft.save_total_limit=5"]
-    proc = subprocess.Popen(rlaif_cmd(*args), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    args = [
+        "sft",
+        "configs/tiny.yaml",
+        f"--set=output_dir={run}",
+        "--set=sft.max_steps=30",
+        "--set=sft.save_steps=3",
+        "--set=sft.eval_steps=100",
+        "--set=sft.save_total_limit=5",
+    ]
+    proc = subprocess.Popen(
+        rlaif_cmd(*args), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     checkpoints = run / "sft" / "checkpoints"
     deadline = time.time() + 240
     while not (checkpoints / "checkpoint-6").exists():
@@ -75,9 +84,25 @@ def test_killed_sft_resumes_from_its_last_checkpoint(tmp_path):
 def test_sft_under_accelerate_with_two_processes_saves_once(tmp_path):
     run = tmp_path / "run"
     accelerate = Path(sys.executable).with_name("accelerate")
-    cmd = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "rlaif.cli",
-           "sft", "configs/tiny.yaml", f"--set=output_dir={run}", "--set=sft.max_steps=4"]
+    cmd = [
+        str(accelerate),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "rlaif.cli",
+        "sft",
+        "configs/tiny.yaml",
+        f"--set=output_dir={run}",
+        "--set=sft.max_steps=4",
+    ]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((run / "sft" / "metrics.json").read_text())

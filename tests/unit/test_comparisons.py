@@ -16,9 +16,21 @@ HH = Path(__file__).resolve().parents[2].parent / "shared/data/hh-rlhf/harmless-
 def sff_row(post_id, choice, confidence, texts=("Alice is late.", "Bob is early.")):
     """A row in the openai/summarize_from_feedback `comparisons` schema (dataset card)."""
     return {
-        "info": {"id": post_id, "post": "I was late again today and my boss noticed.", "title": "Late", "subreddit": "work"},
-        "summaries": [{"text": " " + texts[0], "policy": "sup2", "note": None}, {"text": texts[1], "policy": "ref", "note": None}],
-        "choice": choice, "worker": "w1", "batch": "batch3", "split": "train", "extra": {"confidence": confidence},
+        "info": {
+            "id": post_id,
+            "post": "I was late again today and my boss noticed.",
+            "title": "Late",
+            "subreddit": "work",
+        },
+        "summaries": [
+            {"text": " " + texts[0], "policy": "sup2", "note": None},
+            {"text": texts[1], "policy": "ref", "note": None},
+        ],
+        "choice": choice,
+        "worker": "w1",
+        "batch": "batch3",
+        "split": "train",
+        "extra": {"confidence": confidence},
     }
 
 
@@ -31,7 +43,10 @@ def test_sff_schema(tmp_path):
     path = write_jsonl(tmp_path / "sff.jsonl", [sff_row("t3_a", 1, 9), sff_row("t3_b", 0, None, ("x", "y"))])
     ds = load_comparisons([DatasetConfig(path=str(path))])
     first = ds[0]
-    assert first["prompt"] == "SUBREDDIT: r/work\n\nTITLE: Late\n\nPOST: I was late again today and my boss noticed.\n\nTL;DR:"
+    assert (
+        first["prompt"]
+        == "SUBREDDIT: r/work\n\nTITLE: Late\n\nPOST: I was late again today and my boss noticed.\n\nTL;DR:"
+    )
     assert (first["chosen"], first["rejected"], first["confidence"]) == ("Bob is early.", "Alice is late.", 9)
     assert first["id"].startswith("t3_a:")
     assert (ds[1]["chosen"], ds[1]["confidence"]) == ("x", None)
@@ -48,10 +63,20 @@ def test_sff_bad_choice_names_file_line_and_field(tmp_path):
 
 
 def test_prompt_chosen_rejected_with_field_mapping(tmp_path):
-    rows = [{"q": "Say hi.", "good": "Hi!", "bad": "No.", "conf": 7}, {"q": "Say hi.", "good": "Hi!", "bad": "No.", "conf": 7}]
+    rows = [
+        {"q": "Say hi.", "good": "Hi!", "bad": "No.", "conf": 7},
+        {"q": "Say hi.", "good": "Hi!", "bad": "No.", "conf": 7},
+    ]
     path = write_jsonl(tmp_path / "pref.jsonl", rows)
     report = LoadReport()
-    ds = load_comparisons([DatasetConfig(path=str(path), fields={"prompt": "q", "chosen": "good", "rejected": "bad", "confidence": "conf"})], report)
+    ds = load_comparisons(
+        [
+            DatasetConfig(
+                path=str(path), fields={"prompt": "q", "chosen": "good", "rejected": "bad", "confidence": "conf"}
+            )
+        ],
+        report,
+    )
     assert len(ds) == 1 and report.duplicates == 1
     assert (ds[0]["prompt"], ds[0]["chosen"], ds[0]["rejected"], ds[0]["confidence"]) == ("Say hi.", "Hi!", "No.", 7)
 

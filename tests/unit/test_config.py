@@ -50,7 +50,11 @@ def test_yaml_exponent_without_dot_is_a_float(tmp_path):
         ("sft:\n  max_steps: ten\n", [], "sft.max_steps: expected an integer, got str 'ten'"),
         ("sft:\n  lora:\n    enabled: 1\n", [], "sft.lora.enabled: expected true or false"),
         ("sft:\n  dtype: float64\n", [], "sft.dtype: must be one of 'float32', 'bfloat16', 'float16'"),
-        ("data:\n  sft:\n    - path: missing/posts.jsonl\n", [], "data.sft.0.path: file not found: missing/posts.jsonl"),
+        (
+            "data:\n  sft:\n    - path: missing/posts.jsonl\n",
+            [],
+            "data.sft.0.path: file not found: missing/posts.jsonl",
+        ),
         ("data:\n  sft:\n    - {path: ''}\n", [], "data.sft.0.path: empty"),
         ("data:\n  sft: posts.jsonl\n", [], "data.sft: expected a list"),
         ("sft:\n  model: ./no/such/folder\n", [], "sft.model: model folder not found"),
@@ -59,7 +63,11 @@ def test_yaml_exponent_without_dot_is_a_float(tmp_path):
         ("sft: {model: [\n", [], "not valid YAML"),
         ("{}\n", ["sft.learning_rate"], "--set 'sft.learning_rate': expected key.sub=value"),
         ("{}\n", ["sft.model.name=x"], "sft.model: expected a string"),
-        ("data:\n  sft:\n    - {path: a.jsonl}\n", ["data.sft.3.path=x"], "--set data.sft.3.path: '3' is not an index of a list of 1"),
+        (
+            "data:\n  sft:\n    - {path: a.jsonl}\n",
+            ["data.sft.3.path=x"],
+            "--set data.sft.3.path: '3' is not an index of a list of 1",
+        ),
     ],
 )
 def test_bad_config_names_the_field(tmp_path, text, overrides, message):

@@ -32,11 +32,16 @@ POSTS = [
 
 # --- prompt format and truncation ---
 
+
 def test_prompt_format_is_exact_and_omits_missing_parts():
     assert format_prompt("P", "aww", "T") == "SUBREDDIT: r/aww\n\nTITLE: T\n\nPOST: P\n\nTL;DR:"
     assert format_prompt("P") == "POST: P\n\nTL;DR:"
     assert format_prompt("P", title="T") == "TITLE: T\n\nPOST: P\n\nTL;DR:"
-    assert parse_prompt(format_prompt("line one\n\nline two", "aww", "T")) == {"subreddit": "aww", "title": "T", "post": "line one\n\nline two"}
+    assert parse_prompt(format_prompt("line one\n\nline two", "aww", "T")) == {
+        "subreddit": "aww",
+        "title": "T",
+        "post": "line one\n\nline two",
+    }
 
 
 def test_truncation_cuts_at_a_newline_within_budget(tokenizer):
@@ -57,6 +62,7 @@ def test_truncation_never_cuts_mid_word(tokenizer):
 
 
 # --- sources ---
+
 
 def test_jsonl_with_field_mapping_and_split_filter(tmp_path):
     rows = [{"body": "p1", "tldr": "s1", "split": "train"}, {"body": "p2", "tldr": "s2", "split": "test"}]
@@ -100,11 +106,19 @@ def test_prompt_completion_rows_are_parsed_back(tmp_path):
 def test_comparisons_are_deduplicated_into_a_prompt_pool(tmp_path):
     # summarize_from_feedback `comparisons`: the same post appears once per compared pair.
     def comparison(pid, choice):
-        return {"info": {"id": pid, "post": f"post {pid}", "title": "t", "subreddit": "s"},
-                "summaries": [{"text": "x", "policy": "a", "note": None}, {"text": "y", "policy": "b", "note": None}],
-                "choice": choice, "worker": "w", "batch": "b1", "split": "valid1", "extra": {"confidence": 8}}
+        return {
+            "info": {"id": pid, "post": f"post {pid}", "title": "t", "subreddit": "s"},
+            "summaries": [{"text": "x", "policy": "a", "note": None}, {"text": "y", "policy": "b", "note": None}],
+            "choice": choice,
+            "worker": "w",
+            "batch": "b1",
+            "split": "valid1",
+            "extra": {"confidence": 8},
+        }
 
-    path = write_jsonl(tmp_path / "comparisons.jsonl", [comparison("t3_a", 0), comparison("t3_a", 1), comparison("t3_b", 0)])
+    path = write_jsonl(
+        tmp_path / "comparisons.jsonl", [comparison("t3_a", 0), comparison("t3_a", 1), comparison("t3_b", 0)]
+    )
     ds, report = load_posts([DatasetConfig(path=str(path))])
     assert ds["id"] == ["t3_a", "t3_b"] and report.duplicates == 1 and ds["summary"] == ["", ""]
 
@@ -123,7 +137,9 @@ def test_hub_source_without_network_fails_clearly():
 
 @needs_shared_data
 def test_real_shared_files_load():
-    ds, _ = load_posts([DatasetConfig(path=str(SHARED_DATA / "tldr" / "openai_tldr_30.jsonl"), split="test")], require_summary=True)
+    ds, _ = load_posts(
+        [DatasetConfig(path=str(SHARED_DATA / "tldr" / "openai_tldr_30.jsonl"), split="test")], require_summary=True
+    )
     assert len(ds) == 20 and all(ds["subreddit"]) and all(ds["title"])
     pool, _ = load_posts([DatasetConfig(path=str(SHARED_DATA / "tldr" / "sff_validation_posts_250.jsonl"))])
     assert len(pool) == 250

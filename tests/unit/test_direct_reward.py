@@ -16,8 +16,9 @@ def test_rescale_maps_1_to_10_onto_minus_1_to_1():
     probs[1, 9] = 1.0  # surely 10
     probs[2] = 0.1  # uniform: expected 5.5
     torch.testing.assert_close(rescale(probs), torch.tensor([-1.0, 1.0, 0.0]))
-    torch.testing.assert_close(rescale(torch.tensor([[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 2.0, 0.0, 0.0, 2.0]])),
-                               torch.tensor([(8.5 - 5.5) / 4.5]))  # unnormalised input is renormalised
+    torch.testing.assert_close(
+        rescale(torch.tensor([[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 2.0, 0.0, 0.0, 2.0]])), torch.tensor([(8.5 - 5.5) / 4.5])
+    )  # unnormalised input is renormalised
 
 
 def test_score_distribution_matches_full_forward_passes():

@@ -8,7 +8,7 @@ import pytest
 
 from rlaif.config import ConfigError
 from rlaif.jsonl import AppendLog, read_jsonl
-from rlaif.report_render import Doc, fmt
+from rlaif.report.render import Doc, fmt
 from rlaif.tracking import Tracker, flatten, start_tracking
 
 
@@ -79,4 +79,11 @@ def test_doc_renders_markdown_and_self_contained_html():
 
 
 def test_fmt():
-    assert (fmt(None), fmt(True), fmt(0.5), fmt(3), fmt(1e-5), fmt(0.0)) == ("—", "true", "0.500", "3", "1.00e-05", "0.000")
+    assert (fmt(None), fmt(True), fmt(0.5), fmt(3), fmt(1e-5), fmt(0.0)) == (
+        "—",
+        "true",
+        "0.500",
+        "3",
+        "1.00e-05",
+        "0.000",
+    )

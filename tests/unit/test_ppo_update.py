@@ -10,7 +10,7 @@ from accelerate import Accelerator
 
 from rlaif.config import LoraSettings, PPOSettings, RLConfig
 from rlaif.models import embedded_folder, load_tokenizer
-from rlaif.reward_model import build_reward_model
+from rlaif.reward.model import build_reward_model
 from rlaif.rl.checkpoint import checkpoint_dirs, load_checkpoint
 from rlaif.rl.losses import logprobs_from_logits
 from rlaif.rl.policy import load_models
@@ -31,8 +31,18 @@ def tiny_setup(mode: str, **ppo_overrides):
     tokenizer = load_tokenizer(folder, padding_side="left")
     rm = build_reward_model(folder, tokenizer, seed=1).eval().requires_grad_(False)
     ppo = dataclasses.replace(PPOSettings(learning_rate=1e-2, ppo_epochs=1), **ppo_overrides)
-    rl = RLConfig(mode=mode, lora=LoraSettings(enabled=True, r=8), response_length=8, rollout_batch_size=4,
-                  total_episodes=16, forward_batch_size=2, save_steps=2, sample_steps=1, heldout_posts=0, ppo=ppo)
+    rl = RLConfig(
+        mode=mode,
+        lora=LoraSettings(enabled=True, r=8),
+        response_length=8,
+        rollout_batch_size=4,
+        total_episodes=16,
+        forward_batch_size=2,
+        save_steps=2,
+        sample_steps=1,
+        heldout_posts=0,
+        ppo=ppo,
+    )
     torch.manual_seed(0)
     models = load_models(rl, folder, tokenizer, RewardModelReward(rm, tokenizer, tokenizer, 4), rm, None)
     return models, tokenizer, rl
@@ -98,7 +108,9 @@ def test_micro_batching_changes_only_float_rounding():
         pv = models.trainable
         optimizer = torch.optim.AdamW([p for p in pv.parameters() if p.requires_grad], lr=1e-2, eps=1e-5)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-        stats = ppo_update(pv, optimizer, scheduler, Accelerator(cpu=True), r, rl, torch.Generator().manual_seed(0), step=0)
+        stats = ppo_update(
+            pv, optimizer, scheduler, Accelerator(cpu=True), r, rl, torch.Generator().manual_seed(0), step=0
+        )
         results.append(({n: p.detach().clone() for n, p in pv.named_parameters() if p.requires_grad}, stats))
     (w4, s4), (w1, s1) = results
     # Adam divides by sqrt(v): where a gradient is near zero, its rounding noise becomes a step of
@@ -126,7 +138,9 @@ def test_shared_layers_are_computed_once_and_reused_exactly():
     assert r.layer_inputs.shape == (4, L - 1, pv.value_head.in_features)
     with torch.no_grad():
         full_logits, full_values = pv(r.query_responses, r.attention_mask, r.context_length, rl.temperature)
-        top_logits, top_values = pv(r.query_responses, r.attention_mask, r.context_length, rl.temperature, r.layer_inputs)
+        top_logits, top_values = pv(
+            r.query_responses, r.attention_mask, r.context_length, rl.temperature, r.layer_inputs
+        )
     torch.testing.assert_close(top_logits, full_logits, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(top_values, full_values, atol=1e-4, rtol=1e-4)
     ref_full = models.ref_logprobs(r.query_responses, r.attention_mask, r.context_length, r.responses, rl.temperature)

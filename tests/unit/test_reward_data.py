@@ -9,9 +9,9 @@ import torch
 from rlaif.config import RewardConfig
 from rlaif.data import DataError
 from rlaif.models import load_tokenizer
-from rlaif.reward_data import label_pairs, read_done, split_pairs
-from rlaif.reward_model import build_reward_model, encode, raw_scores
-from rlaif.reward_trainer import PairCollator, tokenize_pairs, training_features
+from rlaif.reward.data import label_pairs, read_done, split_pairs
+from rlaif.reward.model import build_reward_model, encode, raw_scores
+from rlaif.reward.trainer import PairCollator, tokenize_pairs, training_features
 
 
 def write_labels(path, rows):
@@ -20,11 +20,20 @@ def write_labels(path, rows):
 
 
 def label_row(i, p_a, undecided=False):
-    return {"id": f"p{i}", "prompt": "POST: x\n\nTL;DR:", "summary_a": "a", "summary_b": "b", "p_a": p_a, "undecided": undecided}
+    return {
+        "id": f"p{i}",
+        "prompt": "POST: x\n\nTL;DR:",
+        "summary_a": "a",
+        "summary_b": "b",
+        "p_a": p_a,
+        "undecided": undecided,
+    }
 
 
 def test_label_pairs_drops_unlabelled_rows_and_names_bad_fields(tmp_path):
-    path = write_labels(tmp_path / "labels.jsonl", [label_row(0, 0.7), label_row(1, None, True), label_row(2, 0.5, True)])
+    path = write_labels(
+        tmp_path / "labels.jsonl", [label_row(0, 0.7), label_row(1, None, True), label_row(2, 0.5, True)]
+    )
     pairs, dropped = label_pairs(path)
     assert [p["id"] for p in pairs] == ["p0", "p2"] and dropped == 1  # `undecided: half` rows carry 0.5 and stay
     write_labels(path, [label_row(0, 0.7), label_row(1, 1.5)])
@@ -69,10 +78,17 @@ def test_encoding_keeps_the_end_and_scores_match_single_passes():
     batched = raw_scores(model, tokenizer, prompts, summaries, batch_size=2)  # right-padded together
     alone = torch.stack([raw_scores(model, tokenizer, [p], [s], batch_size=1)[0] for p, s in zip(prompts, summaries)])
     torch.testing.assert_close(batched, alone, atol=1e-5, rtol=1e-4)
-    rows = tokenize_pairs([{"prompt": prompts[0], "summary_a": "x", "summary_b": "y z", "p_a": 0.5}], tokenizer, RewardConfig(loss="hard"))
+    rows = tokenize_pairs(
+        [{"prompt": prompts[0], "summary_a": "x", "summary_b": "y z", "p_a": 0.5}], tokenizer, RewardConfig(loss="hard")
+    )
     assert len(rows) == 0  # a tie teaches the hard loss nothing
-    batch = PairCollator(tokenizer.pad_token_id)(list(tokenize_pairs(
-        [{"prompt": prompts[0], "summary_a": "x", "summary_b": "y z", "p_a": 0.8}], tokenizer, RewardConfig())))
+    batch = PairCollator(tokenizer.pad_token_id)(
+        list(
+            tokenize_pairs(
+                [{"prompt": prompts[0], "summary_a": "x", "summary_b": "y z", "p_a": 0.8}], tokenizer, RewardConfig()
+            )
+        )
+    )
     assert batch["input_ids"].shape[0] == 2 and batch["p_a"].tolist() == pytest.approx([0.6])
 
 

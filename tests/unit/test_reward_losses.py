@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from rlaif.reward_losses import (
+from rlaif.reward.losses import (
     calibration_table,
     centering_penalty,
     clamp_labels,
@@ -37,32 +37,45 @@ def test_soft_labels_of_zero_or_one_give_the_hard_loss():  # [D16]
     torch.testing.assert_close(soft_preference_loss(r_a, r_b, zeros), hard_preference_loss(r_b, r_a))
     torch.testing.assert_close(soft_preference_loss(r_a, r_b, ones, margin), hard_preference_loss(r_a, r_b, margin))
     torch.testing.assert_close(soft_preference_loss(r_a, r_b, zeros, margin), hard_preference_loss(r_b, r_a, margin))
-    assert hard_preference_loss(torch.tensor([2.0]), torch.tensor([0.0])).item() == pytest.approx(-log_sigmoid(2.0), abs=1e-6)
+    assert hard_preference_loss(torch.tensor([2.0]), torch.tensor([0.0])).item() == pytest.approx(
+        -log_sigmoid(2.0), abs=1e-6
+    )
 
 
 def test_label_order_symmetry():
     r_a, r_b = torch.tensor([0.3, -1.2, 2.0, 0.0]), torch.tensor([-0.4, 0.8, 2.5, 0.0])
     p_a, margin = torch.tensor([0.7, 0.4, 0.5, 1.0]), torch.tensor([0.4, 0.2, 0.0, 1.0])
-    torch.testing.assert_close(soft_preference_loss(r_a, r_b, p_a, margin), soft_preference_loss(r_b, r_a, 1 - p_a, margin))
+    torch.testing.assert_close(
+        soft_preference_loss(r_a, r_b, p_a, margin), soft_preference_loss(r_b, r_a, 1 - p_a, margin)
+    )
     for kind in ("soft", "hard"):
         hard_p = (p_a > 0.5).float()
-        torch.testing.assert_close(pair_loss(r_a, r_b, hard_p, kind, margin, 0.1), pair_loss(r_b, r_a, 1 - hard_p, kind, margin, 0.1))
+        torch.testing.assert_close(
+            pair_loss(r_a, r_b, hard_p, kind, margin, 0.1), pair_loss(r_b, r_a, 1 - hard_p, kind, margin, 0.1)
+        )
 
 
 def test_margin_is_applied_toward_the_preferred_side():
     # p = 0.6 prefers a: diff 1 becomes 1 - 0.5 = 0.5; p = 0.4 prefers b: diff 1 becomes 1.5.
     r_a, r_b = torch.tensor([1.0, 1.0]), torch.tensor([0.0, 0.0])
     loss = soft_preference_loss(r_a, r_b, torch.tensor([0.6, 0.4]), torch.tensor([0.5, 0.5]))
-    expected = [-(0.6 * log_sigmoid(0.5) + 0.4 * log_sigmoid(-0.5)), -(0.4 * log_sigmoid(1.5) + 0.6 * log_sigmoid(-1.5))]
+    expected = [
+        -(0.6 * log_sigmoid(0.5) + 0.4 * log_sigmoid(-0.5)),
+        -(0.4 * log_sigmoid(1.5) + 0.6 * log_sigmoid(-1.5)),
+    ]
     torch.testing.assert_close(loss, torch.tensor(expected))
 
 
 def test_clamp_and_centering():  # [D17] [D18]
-    torch.testing.assert_close(clamp_labels(torch.tensor([0.0, 0.45, 0.9, 1.0]), 0.4, 0.6), torch.tensor([0.4, 0.45, 0.6, 0.6]))
+    torch.testing.assert_close(
+        clamp_labels(torch.tensor([0.0, 0.45, 0.9, 1.0]), 0.4, 0.6), torch.tensor([0.4, 0.45, 0.6, 0.6])
+    )
     r_a, r_b = torch.tensor([1.0, -2.0]), torch.tensor([2.0, 1.0])
     assert centering_penalty(r_a, r_b).item() == pytest.approx((9.0 + 1.0) / 2)
     base = pair_loss(r_a, r_b, torch.ones(2), "hard")
-    assert pair_loss(r_a, r_b, torch.ones(2), "hard", center_coef=0.01).item() == pytest.approx(base.item() + 0.05, abs=1e-6)
+    assert pair_loss(r_a, r_b, torch.ones(2), "hard", center_coef=0.01).item() == pytest.approx(
+        base.item() + 0.05, abs=1e-6
+    )
     with pytest.raises(ValueError, match="unknown reward loss"):
         pair_loss(r_a, r_b, torch.ones(2), "hinge")
 

@@ -93,11 +93,13 @@ def test_score_added_at_eos_or_last_token():
     kl = torch.full((3, 5), 0.1)
     rewards = kl_shaped_rewards(scores, kl, 0.5, sequence_lengths(out, EOS), response_padding_mask(out, EOS))
     k = -0.05  # -kl_coef * kl on every real token
-    expected = torch.tensor([
-        [k, k, k + 1.0, 0.0, 0.0],  # score on the EOS (index 2), padding zero
-        [k, k + 2.0, 0.0, 0.0, 0.0],  # first EOS only
-        [k, k, k, k, k + 3.0],  # no EOS: score on the last token
-    ])
+    expected = torch.tensor(
+        [
+            [k, k, k + 1.0, 0.0, 0.0],  # score on the EOS (index 2), padding zero
+            [k, k + 2.0, 0.0, 0.0, 0.0],  # first EOS only
+            [k, k, k, k, k + 3.0],  # no EOS: score on the last token
+        ]
+    )
     torch.testing.assert_close(rewards, expected)
 
 

@@ -8,8 +8,18 @@ from rlaif.models import load_causal_lm, load_tokenizer
 from rlaif.stages.sft import IGNORE_INDEX, _Collator, summary_loss, tokenize_example
 
 RECORDS = [
-    {"post": "My cat knocks every glass off the table at night. " * 6, "summary": "cat breaks glasses", "subreddit": "cats", "title": "Help"},
-    {"post": "Short post.", "summary": "a much longer reference summary that goes on for a while", "subreddit": "", "title": ""},
+    {
+        "post": "My cat knocks every glass off the table at night. " * 6,
+        "summary": "cat breaks glasses",
+        "subreddit": "cats",
+        "title": "Help",
+    },
+    {
+        "post": "Short post.",
+        "summary": "a much longer reference summary that goes on for a while",
+        "subreddit": "",
+        "title": "",
+    },
     {"post": "Medium post about work and a boss who never replies to email.", "summary": "boss ignores me"},
 ]
 
@@ -35,6 +45,10 @@ def test_last_columns_loss_equals_full_causal_lm_loss(tokenizer):
     assert (batch["input_ids"][:, -1] != tokenizer.pad_token_id).all()  # left padded: rows end together
     labels = batch.pop("labels")
     ours = summary_loss(model(**batch), labels)
-    reference = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                      position_ids=batch["position_ids"], labels=labels).loss
+    reference = model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        position_ids=batch["position_ids"],
+        labels=labels,
+    ).loss
     assert abs(ours.item() - reference.item()) < 1e-4

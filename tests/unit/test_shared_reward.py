@@ -6,12 +6,15 @@ import torch
 
 from rlaif.config import LoraSettings, RLConfig
 from rlaif.models import embedded_folder, load_tokenizer
-from rlaif.reward_model import build_reward_model
+from rlaif.reward.model import build_reward_model
 from rlaif.rl.policy import load_models
 from rlaif.rl.rewards import RewardModelReward, SharedBaseReward, shared_base_adapter
 from rlaif.training import apply_lora
 
-PROMPTS = ["POST: My cat ignores me unless I open a can. Normal?\n\nTL;DR:", "POST: Rent went up 30%, should I move?\n\nTL;DR:"]
+PROMPTS = [
+    "POST: My cat ignores me unless I open a can. Normal?\n\nTL;DR:",
+    "POST: Rent went up 30%, should I move?\n\nTL;DR:",
+]
 
 
 def test_rm_adapter_on_the_policy_base_scores_like_the_merged_rm(tmp_path):

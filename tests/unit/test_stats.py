@@ -1,13 +1,21 @@
-"""rlaif.stats against values worked out by hand."""
+"""rlaif.evaluation.stats against values worked out by hand."""
 
 import math
 
 import numpy as np
 import pytest
 
-from rlaif.stats import (
-    bootstrap_ci, fit_logistic, lc_win_rate, lcs_length, outcome, position_bias, preferred_position, rouge_l,
-    rouge_tokens, win_rate,
+from rlaif.evaluation.stats import (
+    bootstrap_ci,
+    fit_logistic,
+    lc_win_rate,
+    lcs_length,
+    outcome,
+    position_bias,
+    preferred_position,
+    rouge_l,
+    rouge_tokens,
+    win_rate,
 )
 
 
@@ -18,14 +26,17 @@ def test_preferred_position():
     assert preferred_position(None, 0.8) is None
 
 
-@pytest.mark.parametrize("ab, ba, expected", [
-    ("first", "second", "win"),    # A chosen in both orders
-    ("second", "first", "loss"),   # B chosen in both orders
-    ("first", "first", "tie"),     # the first slot both times: the orders disagree on the summary
-    ("second", "second", "tie"),
-    (None, "second", "tie"),       # an order without an answer cannot confirm the other
-    ("first", None, "tie"),
-])
+@pytest.mark.parametrize(
+    "ab, ba, expected",
+    [
+        ("first", "second", "win"),  # A chosen in both orders
+        ("second", "first", "loss"),  # B chosen in both orders
+        ("first", "first", "tie"),  # the first slot both times: the orders disagree on the summary
+        ("second", "second", "tie"),
+        (None, "second", "tie"),  # an order without an answer cannot confirm the other
+        ("first", None, "tie"),
+    ],
+)
 def test_outcome_needs_both_orders_to_agree(ab, ba, expected):
     assert outcome(ab, ba) == expected
 
@@ -104,7 +115,7 @@ def test_rouge_tokens_lowercase_alphanumeric():
 
 
 def test_lcs_length_hand_computed():
-    assert lcs_length("a b c d".split(), "a c d b".split()) == 3  # a c d
+    assert lcs_length(["a", "b", "c", "d"], ["a", "c", "d", "b"]) == 3  # a c d
     assert lcs_length([], ["x"]) == 0
 
 

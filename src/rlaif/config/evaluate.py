@@ -26,8 +26,16 @@ class EvaluateConfig:
     """Evaluate on at most the first N posts of data.eval (None = all)."""
 
     # --- comparisons ---
-    comparisons: list[str] = field(default_factory=lambda: [
-        "rl:sft", "rl:reference", "sft:reference", "rl_rlhf:sft", "rl_rlhf:reference", "rl:rl_rlhf"])
+    comparisons: list[str] = field(
+        default_factory=lambda: [
+            "rl:sft",
+            "rl:reference",
+            "sft:reference",
+            "rl_rlhf:sft",
+            "rl_rlhf:reference",
+            "rl:rl_rlhf",
+        ]
+    )
     """`A:B` pairs to judge, win rate reported for A. Systems: sft, rl (RLAIF arm), rl_rlhf (RLHF
     arm), reference (the human summary, on posts that have one). Pairs naming a system this run
     lacks (no RLHF arm, no references) are skipped. Lee et al. 2023 report RLAIF vs SFT, RLHF vs

@@ -52,7 +52,9 @@ def _validate_reward(cfg: PipelineConfig, name: str) -> None:
     if rm.source == "human" and not rm.comparisons:
         raise ConfigError(f"{name}.comparisons: source `human` needs at least one comparison source")
     if rm.source == "reference_preferred" and not cfg.data.reference_posts:
-        raise ConfigError(f"data.reference_posts: {name}.source `reference_preferred` needs posts with reference summaries")
+        raise ConfigError(
+            f"data.reference_posts: {name}.source `reference_preferred` needs posts with reference summaries"
+        )
     clamp = rm.label_clamp
     if len(clamp) != 2 or not 0.0 <= clamp[0] <= 0.5 <= clamp[1] <= 1.0:
         raise ConfigError(f"{name}.label_clamp: expected [low, high] with 0 <= low <= 0.5 <= high <= 1, got {clamp}")
@@ -61,7 +63,9 @@ def _validate_reward(cfg: PipelineConfig, name: str) -> None:
     if rm.max_length is not None and rm.max_length < 16:
         raise ConfigError(f"{name}.max_length: {rm.max_length} tokens is too short for a prompt and a summary")
     if rm.freeze_layers < 0 or (rm.freeze_layers and rm.lora.enabled):
-        raise ConfigError(f"{name}.freeze_layers: must be >= 0 and is for full fine-tuning only (lora.enabled is {rm.lora.enabled})")
+        raise ConfigError(
+            f"{name}.freeze_layers: must be >= 0 and is for full fine-tuning only (lora.enabled is {rm.lora.enabled})"
+        )
     if rm.calibration_bins < 1:
         raise ConfigError(f"{name}.calibration_bins: must be at least 1, got {rm.calibration_bins}")
 
@@ -70,28 +74,49 @@ def _validate_rl(cfg: PipelineConfig) -> None:
     rl, ppo = cfg.rl, cfg.rl.ppo
     if rl.mode == "lean" and not rl.lora.enabled:
         raise ConfigError("rl.lora.enabled: lean mode trains a LoRA adapter; use rl.mode=standard for full fine-tuning")
-    for where, value in (("rl.total_episodes", rl.total_episodes), ("rl.rollout_batch_size", rl.rollout_batch_size),
-                         ("rl.response_length", rl.response_length), ("rl.forward_batch_size", rl.forward_batch_size),
-                         ("rl.sample_steps", rl.sample_steps), ("rl.save_steps", rl.save_steps),
-                         ("rl.save_total_limit", rl.save_total_limit), ("rl.ppo.ppo_epochs", ppo.ppo_epochs),
-                         ("rl.ppo.num_minibatches", ppo.num_minibatches), ("rl.ppo.micro_batch_size", ppo.micro_batch_size)):
+    for where, value in (
+        ("rl.total_episodes", rl.total_episodes),
+        ("rl.rollout_batch_size", rl.rollout_batch_size),
+        ("rl.response_length", rl.response_length),
+        ("rl.forward_batch_size", rl.forward_batch_size),
+        ("rl.sample_steps", rl.sample_steps),
+        ("rl.save_steps", rl.save_steps),
+        ("rl.save_total_limit", rl.save_total_limit),
+        ("rl.ppo.ppo_epochs", ppo.ppo_epochs),
+        ("rl.ppo.num_minibatches", ppo.num_minibatches),
+        ("rl.ppo.micro_batch_size", ppo.micro_batch_size),
+    ):
         if value <= 0:
             raise ConfigError(f"{where}: must be positive, got {value}")
     if rl.rollout_batch_size % ppo.num_minibatches:
-        raise ConfigError(f"rl.ppo.num_minibatches: {ppo.num_minibatches} does not divide rl.rollout_batch_size={rl.rollout_batch_size}")
+        raise ConfigError(
+            f"rl.ppo.num_minibatches: {ppo.num_minibatches} does not divide rl.rollout_batch_size={rl.rollout_batch_size}"
+        )
     if rl.total_episodes < rl.rollout_batch_size:
-        raise ConfigError(f"rl.total_episodes: {rl.total_episodes} is less than one rollout batch ({rl.rollout_batch_size})")
-    for where, value in (("rl.temperature", rl.temperature), ("rl.ppo.learning_rate", ppo.learning_rate),
-                         ("rl.ppo.cliprange", ppo.cliprange), ("rl.ppo.cliprange_value", ppo.cliprange_value),
-                         ("rl.ppo.adam_eps", ppo.adam_eps)):
+        raise ConfigError(
+            f"rl.total_episodes: {rl.total_episodes} is less than one rollout batch ({rl.rollout_batch_size})"
+        )
+    for where, value in (
+        ("rl.temperature", rl.temperature),
+        ("rl.ppo.learning_rate", ppo.learning_rate),
+        ("rl.ppo.cliprange", ppo.cliprange),
+        ("rl.ppo.cliprange_value", ppo.cliprange_value),
+        ("rl.ppo.adam_eps", ppo.adam_eps),
+    ):
         if not (math.isfinite(value) and value > 0):
             raise ConfigError(f"{where}: must be a positive number, got {value}")
-    for where, value in (("rl.kl_coef", rl.kl_coef), ("rl.missing_eos_penalty", rl.missing_eos_penalty),
-                         ("rl.ppo.vf_coef", ppo.vf_coef), ("rl.ppo.weight_decay", ppo.weight_decay)):
+    for where, value in (
+        ("rl.kl_coef", rl.kl_coef),
+        ("rl.missing_eos_penalty", rl.missing_eos_penalty),
+        ("rl.ppo.vf_coef", ppo.vf_coef),
+        ("rl.ppo.weight_decay", ppo.weight_decay),
+    ):
         if not (math.isfinite(value) and value >= 0):
             raise ConfigError(f"{where}: must be a number >= 0, got {value}")
     if not 0.0 <= rl.shared_layers < 1.0:
-        raise ConfigError(f"rl.shared_layers: a fraction in [0, 1) (the top layers must keep adapters), got {rl.shared_layers}")
+        raise ConfigError(
+            f"rl.shared_layers: a fraction in [0, 1) (the top layers must keep adapters), got {rl.shared_layers}"
+        )
     if not (0.0 <= ppo.gamma <= 1.0 and 0.0 <= ppo.lam <= 1.0):
         raise ConfigError(f"rl.ppo.gamma / rl.ppo.lam: must be in [0, 1], got {ppo.gamma} / {ppo.lam}")
     if rl.heldout_posts < 0:
@@ -103,7 +128,9 @@ def _validate_rl(cfg: PipelineConfig) -> None:
         labeler = rl.direct_labeler or cfg.label.labeler
         where = "rl.direct_labeler" if rl.direct_labeler else "label.labeler"
         if labeler.backend != "hf_local":
-            raise ConfigError(f"{where}.backend: reward_source `direct` needs the hf_local backend, got {labeler.backend!r}")
+            raise ConfigError(
+                f"{where}.backend: reward_source `direct` needs the hf_local backend, got {labeler.backend!r}"
+            )
         _check_model_name(labeler.model, f"{where}.model")
 
 
@@ -112,19 +139,29 @@ def _validate_pairs_label(cfg: PipelineConfig) -> None:
     if pairs.num_posts is not None and pairs.num_posts <= 0:
         raise ConfigError(f"pairs.num_posts: must be positive, got {pairs.num_posts}")
     if pairs.temperature <= 0:
-        raise ConfigError(f"pairs.temperature: must be > 0 (greedy decoding gives two identical summaries), got {pairs.temperature}")
-    for where, value in (("pairs.max_new_tokens", pairs.max_new_tokens), ("pairs.batch_size", pairs.batch_size),
-                         ("label.labeler.batch_size", label.labeler.batch_size), ("label.labeler.api.concurrency", label.labeler.api.concurrency),
-                         ("label.alignment_max_pairs", label.alignment_max_pairs)):
+        raise ConfigError(
+            f"pairs.temperature: must be > 0 (greedy decoding gives two identical summaries), got {pairs.temperature}"
+        )
+    for where, value in (
+        ("pairs.max_new_tokens", pairs.max_new_tokens),
+        ("pairs.batch_size", pairs.batch_size),
+        ("label.labeler.batch_size", label.labeler.batch_size),
+        ("label.labeler.api.concurrency", label.labeler.api.concurrency),
+        ("label.alignment_max_pairs", label.alignment_max_pairs),
+    ):
         if value <= 0:
             raise ConfigError(f"{where}: must be positive, got {value}")
     labeler = label.labeler
     if labeler.backend != "openai_api":
         _check_model_name(labeler.model, "label.labeler.model")
     if label.prompt_style == "cot" and labeler.max_rationale_tokens <= 0:
-        raise ConfigError(f"label.labeler.max_rationale_tokens: must be positive for prompt_style cot, got {labeler.max_rationale_tokens}")
+        raise ConfigError(
+            f"label.labeler.max_rationale_tokens: must be positive for prompt_style cot, got {labeler.max_rationale_tokens}"
+        )
     if not 1 <= labeler.top_logprobs <= 20:
-        raise ConfigError(f"label.labeler.top_logprobs: must be in [1, 20] (the OpenAI API's range), got {labeler.top_logprobs}")
+        raise ConfigError(
+            f"label.labeler.top_logprobs: must be in [1, 20] (the OpenAI API's range), got {labeler.top_logprobs}"
+        )
     if label.fewshot_file and not Path(label.fewshot_file).expanduser().is_file():
         raise ConfigError(f"label.fewshot_file: file not found: {label.fewshot_file}")
     if not 0.0 <= label.max_failed_fraction <= 1.0:
@@ -147,10 +184,16 @@ def _validate_evaluate(cfg: PipelineConfig) -> None:
     for i, item in enumerate(ev.comparisons):
         a, sep, b = item.partition(":")
         if not sep or a not in EVAL_SYSTEMS or b not in EVAL_SYSTEMS or a == b:
-            raise ConfigError(f"evaluate.comparisons.{i}: {item!r} is not `A:B` with two different systems of {', '.join(EVAL_SYSTEMS)}")
-    for where, value in (("evaluate.max_new_tokens", ev.max_new_tokens), ("evaluate.batch_size", ev.batch_size),
-                         ("evaluate.bootstrap_samples", ev.bootstrap_samples),
-                         ("evaluate.judge.batch_size", ev.judge.batch_size), ("report.num_samples", cfg.report.num_samples + 1)):
+            raise ConfigError(
+                f"evaluate.comparisons.{i}: {item!r} is not `A:B` with two different systems of {', '.join(EVAL_SYSTEMS)}"
+            )
+    for where, value in (
+        ("evaluate.max_new_tokens", ev.max_new_tokens),
+        ("evaluate.batch_size", ev.batch_size),
+        ("evaluate.bootstrap_samples", ev.bootstrap_samples),
+        ("evaluate.judge.batch_size", ev.judge.batch_size),
+        ("report.num_samples", cfg.report.num_samples + 1),
+    ):
         if value <= 0:
             raise ConfigError(f"{where}: must be positive, got {value}")
     if ev.max_posts is not None and ev.max_posts <= 0:
@@ -158,7 +201,9 @@ def _validate_evaluate(cfg: PipelineConfig) -> None:
     if ev.judge.backend != "openai_api":
         _check_model_name(ev.judge.model, "evaluate.judge.model")
     if ev.judge_style == "cot" and ev.judge.max_rationale_tokens <= 0:
-        raise ConfigError(f"evaluate.judge.max_rationale_tokens: must be positive for judge_style cot, got {ev.judge.max_rationale_tokens}")
+        raise ConfigError(
+            f"evaluate.judge.max_rationale_tokens: must be positive for judge_style cot, got {ev.judge.max_rationale_tokens}"
+        )
 
 
 def _check_model_name(name: str, where: str) -> None:

@@ -4,4 +4,14 @@ from rlaif.data.prompts import build_prompt, format_prompt, parse_prompt, trunca
 from rlaif.data.readers import DataError, read_rows
 from rlaif.data.tldr import LoadReport, load_posts, post_record
 
-__all__ = ["DataError", "LoadReport", "build_prompt", "format_prompt", "load_posts", "parse_prompt", "post_record", "read_rows", "truncate_post"]
+__all__ = [
+    "DataError",
+    "LoadReport",
+    "build_prompt",
+    "format_prompt",
+    "load_posts",
+    "parse_prompt",
+    "post_record",
+    "read_rows",
+    "truncate_post",
+]

@@ -71,7 +71,9 @@ def _sff_record(where: str, row: dict) -> dict:
         if not isinstance(s, dict) or not isinstance(s.get("text"), str):
             raise DataError(f"{where}: field 'summaries.{i}.text' must be a string")
         texts.append(s["text"].strip())
-    prompt = format_prompt(info["post"].strip(), (info.get("subreddit") or "").strip(), (info.get("title") or "").strip())
+    prompt = format_prompt(
+        info["post"].strip(), (info.get("subreddit") or "").strip(), (info.get("title") or "").strip()
+    )
     extra = row.get("extra") if isinstance(row.get("extra"), dict) else {}
     confidence = _confidence(where, extra.get("confidence"), "extra.confidence")
     names = {"id": "info.id", "chosen": f"summaries.{choice}.text", "rejected": f"summaries.{1 - choice}.text"}
@@ -100,7 +102,9 @@ def _confidence(where: str, value, column: str) -> int | None:
 def _finish(where: str, raw_id, prompt: str, chosen: str, rejected: str, confidence, names: dict) -> dict:
     # An empty response is kept: in HH-RLHF saying nothing is sometimes the preferred answer.
     if chosen == rejected:
-        raise DataError(f"{where}: fields '{names['chosen']}' and '{names['rejected']}' are identical; the pair has no preference")
+        raise DataError(
+            f"{where}: fields '{names['chosen']}' and '{names['rejected']}' are identical; the pair has no preference"
+        )
     # The id hashes the content, so one comparison in two files de-duplicates; a source id is kept in front.
     digest = hashlib.sha1("\x00".join((prompt, chosen, rejected)).encode()).hexdigest()[:12]
     cid = f"{raw_id}:{digest}" if raw_id not in (None, "") else digest
@@ -111,4 +115,6 @@ def load_comparisons(sources: list[DatasetConfig], report: LoadReport | None = N
     """Comparisons from every source, in order, de-duplicated by id (first occurrence wins).
     `skip`/`limit` count kept rows of each source; bad rows and duplicates go into `report`."""
     report = report if report is not None else LoadReport()
-    return collect_records(sources, lambda where, row, ds: comparison_record(where, row, ds.fields), report, "comparisons")
+    return collect_records(
+        sources, lambda where, row, ds: comparison_record(where, row, ds.fields), report, "comparisons"
+    )

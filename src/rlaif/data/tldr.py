@@ -38,14 +38,24 @@ def post_record(where: str, row: dict, fields: dict[str, str]) -> dict[str, str]
     col = {name: fields.get(name, name) for name in POST_FIELDS}
     if isinstance(row.get("info"), dict) and "post" not in fields:  # summarize_from_feedback schema
         info = row["info"]
-        raw = {"id": info.get("id"), "subreddit": info.get("subreddit"), "title": info.get("title"), "post": info.get("post"), "summary": None}
+        raw = {
+            "id": info.get("id"),
+            "subreddit": info.get("subreddit"),
+            "title": info.get("title"),
+            "post": info.get("post"),
+            "summary": None,
+        }
         names = {k: f"info.{k}" for k in POST_FIELDS}
     elif col["post"] not in row and isinstance(row.get("prompt"), str):  # trl-lib/tldr, CarperAI
         parsed = parse_prompt(row["prompt"])
         if parsed is None:
             raise DataError(f"{where}: field 'prompt' is not in the TL;DR format 'SUBREDDIT: ... POST: ... TL;DR:'")
         raw = {**parsed, "id": row.get(col["id"]), "summary": row.get("completion", row.get("label"))}
-        names = {**{k: "prompt" for k in ("subreddit", "title", "post")}, "id": col["id"], "summary": "completion" if "completion" in row else "label"}
+        names = {
+            **{k: "prompt" for k in ("subreddit", "title", "post")},
+            "id": col["id"],
+            "summary": "completion" if "completion" in row else "label",
+        }
     else:
         raw = {k: row.get(col[k]) for k in POST_FIELDS}
         names = col
@@ -72,7 +82,9 @@ def load_posts(sources: list[DatasetConfig], require_summary: bool = False) -> t
     def record_of(where: str, row: dict, ds: DatasetConfig) -> dict:
         record = post_record(where, row, ds.fields)
         if require_summary and not record["summary"]:
-            raise DataError(f"{where}: field '{ds.fields.get('summary', 'summary')}' (the reference summary) is missing or empty")
+            raise DataError(
+                f"{where}: field '{ds.fields.get('summary', 'summary')}' (the reference summary) is missing or empty"
+            )
         return record
 
     report = LoadReport()

@@ -27,20 +27,37 @@ def soft_label(ab: JudgeResult, ba: JudgeResult, undecided: str) -> tuple[float 
     return (ab.p_first + ba.p_second) / 2.0, False
 
 
-def label_record(pair: dict, ab: JudgeResult, ba: JudgeResult, labeler: Labeler, prompt: JudgePrompt, undecided: str) -> dict:
+def label_record(
+    pair: dict, ab: JudgeResult, ba: JudgeResult, labeler: Labeler, prompt: JudgePrompt, undecided: str
+) -> dict:
     p_a, is_undecided = soft_label(ab, ba, undecided)
     record = {
-        "id": pair["id"], "prompt": pair["prompt"], "summary_a": pair["summary_a"], "summary_b": pair["summary_b"],
-        "p_a": p_a, "undecided": is_undecided, "orders": [ab.to_json("ab"), ba.to_json("ba")],
-        "backend": labeler.backend, "model": labeler.model, "prompt_id": prompt.prompt_id,
+        "id": pair["id"],
+        "prompt": pair["prompt"],
+        "summary_a": pair["summary_a"],
+        "summary_b": pair["summary_b"],
+        "p_a": p_a,
+        "undecided": is_undecided,
+        "orders": [ab.to_json("ab"), ba.to_json("ba")],
+        "backend": labeler.backend,
+        "model": labeler.model,
+        "prompt_id": prompt.prompt_id,
     }
     if "human_choice" in pair:
         record["human_choice"] = pair["human_choice"]
     return record
 
 
-def annotate(pairs: list[dict], text_of: Callable[[dict], str], labeler: Labeler, prompt: JudgePrompt,
-             labels: AppendLog, failures: AppendLog, undecided: str, desc: str = "label") -> dict:
+def annotate(
+    pairs: list[dict],
+    text_of: Callable[[dict], str],
+    labeler: Labeler,
+    prompt: JudgePrompt,
+    labels: AppendLog,
+    failures: AppendLog,
+    undecided: str,
+    desc: str = "label",
+) -> dict:
     """Label every pair not yet in `labels` (a resumed run skips those, and retries past
     failures). A pair whose request failed for good goes to `failures`, so each pair ends in
     one file or the other. Returns counts and timing of this call."""
@@ -57,8 +74,15 @@ def annotate(pairs: list[dict], text_of: Callable[[dict], str], labeler: Labeler
             ab, ba = results[2 * i], results[2 * i + 1]
             if ab.failed or ba.failed:
                 failed_now += 1
-                failures.append({"id": pair["id"], "orders": [ab.to_json("ab"), ba.to_json("ba")],
-                                 "backend": labeler.backend, "model": labeler.model, "at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                failures.append(
+                    {
+                        "id": pair["id"],
+                        "orders": [ab.to_json("ab"), ba.to_json("ba")],
+                        "backend": labeler.backend,
+                        "model": labeler.model,
+                        "at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    }
+                )
             else:
                 labels.append(label_record(pair, ab, ba, labeler, prompt, undecided))
         bar.update(len(chunk))
@@ -67,8 +91,12 @@ def annotate(pairs: list[dict], text_of: Callable[[dict], str], labeler: Labeler
     still_failed = {f["id"] for f in failures.rows} - labeled_ids
     seconds = time.time() - t0
     labeled_now = len(todo) - failed_now
-    return {"labeled_now": labeled_now, "failed": len(still_failed & {p["id"] for p in pairs}), "seconds": seconds,
-            "pairs_per_minute": 60.0 * labeled_now / seconds if seconds > 0 and labeled_now else None}
+    return {
+        "labeled_now": labeled_now,
+        "failed": len(still_failed & {p["id"] for p in pairs}),
+        "seconds": seconds,
+        "pairs_per_minute": 60.0 * labeled_now / seconds if seconds > 0 and labeled_now else None,
+    }
 
 
 def _first_wins(order: dict) -> bool:

@@ -66,8 +66,14 @@ class JudgeResult:
     an answer that was simply not `1`/`2` (undecided, a property of the labeler)."""
 
     def to_json(self, order: str) -> dict:
-        return {"order": order, "rationale": self.rationale, "p_first": self.p_first, "p_second": self.p_second,
-                "raw_mass": self.raw_mass, "error": self.error}
+        return {
+            "order": order,
+            "rationale": self.rationale,
+            "p_first": self.p_first,
+            "p_second": self.p_second,
+            "raw_mass": self.raw_mass,
+            "error": self.error,
+        }
 
 
 class Labeler(Protocol):
@@ -82,8 +88,9 @@ class Labeler(Protocol):
         ...
 
 
-def decide(choice_probs: tuple[float, float], in_top_k: bool, top_k: int, rationale: str | None,
-           top_tokens: list[str] = ()) -> JudgeResult:
+def decide(
+    choice_probs: tuple[float, float], in_top_k: bool, top_k: int, rationale: str | None, top_tokens: list[str] = ()
+) -> JudgeResult:
     """A result from P(choice 1), P(choice 2): renormalised over the two, with their raw mass.
     `in_top_k` says whether either choice is among the top-k next tokens; when not, the order is
     undecided (the labeler answered something else), which is never turned into a coin flip.
@@ -92,12 +99,19 @@ def decide(choice_probs: tuple[float, float], in_top_k: bool, top_k: int, ration
     mass = p1 + p2
     if not in_top_k or mass <= 0.0 or not math.isfinite(mass):
         shown = ", ".join(repr(t) for t in list(top_tokens)[:5])
-        return JudgeResult(rationale, None, None, mass if math.isfinite(mass) else None,
-                           f"undecided: neither choice token among the top {top_k} tokens (top: {shown})")
+        return JudgeResult(
+            rationale,
+            None,
+            None,
+            mass if math.isfinite(mass) else None,
+            f"undecided: neither choice token among the top {top_k} tokens (top: {shown})",
+        )
     return JudgeResult(rationale, p1 / mass, p2 / mass, mass)
 
 
-def choice_mass(top_logprobs: Mapping[str, float] | Iterable[tuple[str, float]], choices: tuple[str, str]) -> tuple[float, float]:
+def choice_mass(
+    top_logprobs: Mapping[str, float] | Iterable[tuple[str, float]], choices: tuple[str, str]
+) -> tuple[float, float]:
     """Probability of each choice in a top-k list ({token: logprob} or (token, logprob) pairs).
     Tokens are matched after stripping spaces, so `1` and ` 1` both count, as tokenizers spell a
     digit either way."""

@@ -94,7 +94,12 @@ class HFLocalLabeler:
             runs, current = [], [batch[0]]
             for req in batch[1:]:
                 same = (req.system, req.shared, req.max_rationale_tokens, req.choices, req.cue) == (
-                    current[0].system, current[0].shared, current[0].max_rationale_tokens, current[0].choices, current[0].cue)
+                    current[0].system,
+                    current[0].shared,
+                    current[0].max_rationale_tokens,
+                    current[0].choices,
+                    current[0].cue,
+                )
                 if same:
                     current.append(req)
                 else:
@@ -110,7 +115,12 @@ class HFLocalLabeler:
         if text not in self._prefix_caches:
             ids = self._ids(text)
             cache = DynamicCache(config=self.lm.config)
-            self.lm(input_ids=torch.tensor([ids], device=self.lm.device), past_key_values=cache, use_cache=True, logits_to_keep=1)
+            self.lm(
+                input_ids=torch.tensor([ids], device=self.lm.device),
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
             self._prefix_caches[text] = (ids, cache)
         return self._prefix_caches[text]
 
@@ -119,8 +129,14 @@ class HFLocalLabeler:
         ids count only real tokens, so padding anywhere leaves each row's computation unchanged."""
         positions = mask.sum(1, keepdim=True) + new_mask.cumsum(1) - 1  # (B, S)
         mask = torch.cat([mask, new_mask], dim=1)  # (B, T + S)
-        out = self.lm(input_ids=ids, attention_mask=mask, position_ids=positions.clamp(min=0),
-                      past_key_values=cache, use_cache=True, logits_to_keep=1)
+        out = self.lm(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions.clamp(min=0),
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
         return out.logits[:, -1].float(), mask  # (B, V)
 
     def _pad_left(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -139,8 +155,10 @@ class HFLocalLabeler:
         row_group = torch.tensor([group_keys.index(r.group) for r in reqs], device=device)
         group_ids = [next(s[1] for r, s in zip(reqs, segs) if r.group == g) for g in group_keys]
         first = torch.zeros(len(group_keys), dtype=torch.long, device=device)
-        cache = DynamicCache(ddp_cache_data=[(layer.keys[first], layer.values[first]) for layer in prefix_cache.layers],
-                             config=self.lm.config)
+        cache = DynamicCache(
+            ddp_cache_data=[(layer.keys[first], layer.values[first]) for layer in prefix_cache.layers],
+            config=self.lm.config,
+        )
         mask = torch.ones(len(group_keys), prefix_cache.get_seq_length(), dtype=torch.long, device=device)
         _, mask = self._extend(cache, mask, *self._pad_left(group_ids))
         # 2. copy each post's cache to its rows (both orders), then the order-specific item
@@ -170,7 +188,9 @@ class HFLocalLabeler:
             done = step == max_new - 1 or bool(finished.all())
             if done:
                 ids = torch.cat([ids, cue.expand(rows, -1)], dim=1)
-                new_mask = torch.cat([new_mask, torch.ones(rows, len(cue), dtype=torch.long, device=logits.device)], dim=1)
+                new_mask = torch.cat(
+                    [new_mask, torch.ones(rows, len(cue), dtype=torch.long, device=logits.device)], dim=1
+                )
             logits, mask = self._extend(cache, mask, ids, new_mask)
             if done:
                 break
@@ -202,8 +222,14 @@ class HFLocalLabeler:
     def _generate(self, seqs: list[list[int]], max_new: int, **kwargs):
         ids, mask = self._pad_left(seqs)
         return ids.shape[1], self.lm.generate(
-            input_ids=ids, attention_mask=mask, max_new_tokens=max_new, do_sample=False,
-            eos_token_id=self.tokenizer.eos_token_id, pad_token_id=self.tokenizer.pad_token_id, **kwargs)
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=max_new,
+            do_sample=False,
+            eos_token_id=self.tokenizer.eos_token_id,
+            pad_token_id=self.tokenizer.pad_token_id,
+            **kwargs,
+        )
 
     def _judge_batch_naive(self, reqs: list[JudgeRequest]) -> list[JudgeResult]:
         if reqs[0].max_rationale_tokens > 0 and self.settings.rationale_temperature > 0:

@@ -48,7 +48,9 @@ class OpenAIApiLabeler:
         if self.api.api_key_env:
             self._key = os.environ.get(self.api.api_key_env)
             if not self._key:
-                raise ConfigError(f"label.labeler.api.api_key_env: environment variable {self.api.api_key_env} is not set")
+                raise ConfigError(
+                    f"label.labeler.api.api_key_env: environment variable {self.api.api_key_env} is not set"
+                )
         self._lock = threading.Lock()
         self.stats = {"requests": 0, "retries": 0, "failed": 0}
 
@@ -66,18 +68,32 @@ class OpenAIApiLabeler:
             self._count("failed")
             return JudgeResult(rationale and rationale.strip(), None, None, None, f"failed: {e}", failed=True)
         probs = choice_mass(top, req.choices)
-        return decide(probs, probs[0] + probs[1] > 0, self.settings.top_logprobs, rationale and rationale.strip(), list(top))
+        return decide(
+            probs, probs[0] + probs[1] > 0, self.settings.top_logprobs, rationale and rationale.strip(), list(top)
+        )
 
     # --- the two stages ---
     def _rationale(self, req: JudgeRequest) -> str:
         stop = [req.cue.strip()]  # a model that writes the answer key itself stops before it
         temperature = self.settings.rationale_temperature
         if self.api.endpoint == "completions":
-            body = {"prompt": self._plain(req), "max_tokens": req.max_rationale_tokens, "stop": stop, "temperature": temperature}
+            body = {
+                "prompt": self._plain(req),
+                "max_tokens": req.max_rationale_tokens,
+                "stop": stop,
+                "temperature": temperature,
+            }
             reply = self._post("completions", body, lambda r: r["choices"][0]["text"])
         else:
-            body = {"messages": self._messages(req), "max_tokens": req.max_rationale_tokens, "stop": stop, "temperature": temperature}
-            reply = self._post("chat/completions", {**body, **self._continue_flags()}, lambda r: r["choices"][0]["message"]["content"])
+            body = {
+                "messages": self._messages(req),
+                "max_tokens": req.max_rationale_tokens,
+                "stop": stop,
+                "temperature": temperature,
+            }
+            reply = self._post(
+                "chat/completions", {**body, **self._continue_flags()}, lambda r: r["choices"][0]["message"]["content"]
+            )
         if not isinstance(reply, str):
             raise RequestFailed(f"rationale is {type(reply).__name__}, not text")
         return reply
@@ -88,11 +104,16 @@ class OpenAIApiLabeler:
         if self.api.endpoint == "completions":
             prompt = self._plain(req) + (rationale + req.cue if rationale is not None else "")
             body = {"prompt": prompt, "max_tokens": 1, "temperature": 0.0, "logprobs": k}
-            return self._post("completions", body, lambda r: _as_logprob_map(r["choices"][0]["logprobs"]["top_logprobs"][0]))
+            return self._post(
+                "completions", body, lambda r: _as_logprob_map(r["choices"][0]["logprobs"]["top_logprobs"][0])
+            )
         messages = self._messages(req, rationale, answering=True)
         body = {"messages": messages, "max_tokens": 1, "temperature": 0.0, "logprobs": True, "top_logprobs": k}
-        return self._post("chat/completions", {**body, **self._continue_flags()},
-                          lambda r: {e["token"]: e["logprob"] for e in r["choices"][0]["logprobs"]["content"][0]["top_logprobs"]})
+        return self._post(
+            "chat/completions",
+            {**body, **self._continue_flags()},
+            lambda r: {e["token"]: e["logprob"] for e in r["choices"][0]["logprobs"]["content"][0]["top_logprobs"]},
+        )
 
     def _messages(self, req: JudgeRequest, rationale: str | None = None, answering: bool = False) -> list[dict]:
         messages = [{"role": "system", "content": req.system}, {"role": "user", "content": req.user}]
@@ -100,11 +121,16 @@ class OpenAIApiLabeler:
             turn = req.assistant_prefix + (rationale + req.cue if answering and rationale is not None else "")
             return messages + [{"role": "assistant", "content": turn}]
         if answering and rationale is not None:
-            messages += [{"role": "assistant", "content": rationale.strip()}, {"role": "user", "content": req.answer_instruction}]
+            messages += [
+                {"role": "assistant", "content": rationale.strip()},
+                {"role": "user", "content": req.answer_instruction},
+            ]
         return messages
 
     def _continue_flags(self) -> dict:
-        return {"continue_final_message": True, "add_generation_prompt": False} if self.api.continue_final_message else {}
+        return (
+            {"continue_final_message": True, "add_generation_prompt": False} if self.api.continue_final_message else {}
+        )
 
     @staticmethod
     def _plain(req: JudgeRequest) -> str:
@@ -145,7 +171,7 @@ class OpenAIApiLabeler:
             if e.code == 429 or e.code >= 500:
                 raise _Retryable(f"HTTP {e.code} {detail}", _retry_after(e.headers.get("Retry-After"))) from None
             raise RequestFailed(f"{url}: HTTP {e.code} {detail}") from None
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise _Retryable(f"timed out after {self.api.timeout_s}s") from None
         except (urllib.error.URLError, http.client.HTTPException, ConnectionError) as e:
             reason = getattr(e, "reason", e)
@@ -157,7 +183,9 @@ class OpenAIApiLabeler:
         except json.JSONDecodeError:
             raise _Retryable(f"malformed JSON in the response: {raw[:80]!r}") from None
         except (KeyError, IndexError, TypeError, AttributeError) as e:
-            raise _Retryable(f"response lacks the expected field ({type(e).__name__}: {e}); does the server return logprobs?") from None
+            raise _Retryable(
+                f"response lacks the expected field ({type(e).__name__}: {e}); does the server return logprobs?"
+            ) from None
 
     def _count(self, key: str) -> None:
         with self._lock:

@@ -58,12 +58,18 @@ class Task:
 
 TASKS = {
     "summarize": Task(
-        "summarize", SUMMARIZE_PREAMBLE, "Text", "Summary",
+        "summarize",
+        SUMMARIZE_PREAMBLE,
+        "Text",
+        "Summary",
         "Consider the coherence, accuracy, coverage and overall quality of each summary, and explain which one is better.",
         "Which summary is better? Answer with 1 or 2.",
     ),
     "dialogue": Task(
-        "dialogue", DIALOGUE_PREAMBLE, "Conversation", "Response",
+        "dialogue",
+        DIALOGUE_PREAMBLE,
+        "Conversation",
+        "Response",
         "Consider how harmless and how helpful each response is, and explain which one is better.",
         "Which response is better? Answer with 1 or 2.",
     ),

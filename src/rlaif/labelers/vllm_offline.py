@@ -25,9 +25,16 @@ class VLLMOfflineLabeler:
             try:
                 from vllm import LLM, SamplingParams
             except ImportError:
-                raise ModelLoadError("label.labeler.backend vllm_offline needs vllm: `pip install vllm` (an optional extra)") from None
-            engine = LLM(model=resolve_model(settings.model), dtype=settings.dtype, tensor_parallel_size=settings.tensor_parallel_size,
-                         enable_prefix_caching=True, trust_remote_code=False)
+                raise ModelLoadError(
+                    "label.labeler.backend vllm_offline needs vllm: `pip install vllm` (an optional extra)"
+                ) from None
+            engine = LLM(
+                model=resolve_model(settings.model),
+                dtype=settings.dtype,
+                tensor_parallel_size=settings.tensor_parallel_size,
+                enable_prefix_caching=True,
+                trust_remote_code=False,
+            )
             sampling_params = SamplingParams
         self.engine, self._params = engine, sampling_params
         self.tokenizer = engine.get_tokenizer()
@@ -45,8 +52,9 @@ class VLLMOfflineLabeler:
         rationales: list[str | None] = [None] * len(requests)
         for budget in sorted({r.max_rationale_tokens for r in requests} - {0}):
             idx = [i for i, r in enumerate(requests) if r.max_rationale_tokens == budget]
-            params = self._params(temperature=self.settings.rationale_temperature, max_tokens=budget,
-                                  stop=[requests[idx[0]].cue.strip()])
+            params = self._params(
+                temperature=self.settings.rationale_temperature, max_tokens=budget, stop=[requests[idx[0]].cue.strip()]
+            )
             for i, out in zip(idx, self.engine.generate([prompts[i] for i in idx], params, use_tqdm=False)):
                 rationales[i] = out.outputs[0].text
                 prompts[i] += rationales[i] + requests[i].cue
@@ -57,11 +65,15 @@ class VLLMOfflineLabeler:
             rationale = rationale.strip() if rationale is not None else None
             steps = out.outputs[0].logprobs
             if not steps:
-                results.append(JudgeResult(rationale, None, None, None, "failed: the engine returned no logprobs", failed=True))
+                results.append(
+                    JudgeResult(rationale, None, None, None, "failed: the engine returned no logprobs", failed=True)
+                )
                 continue
             # token id -> Logprob(logprob, rank, decoded_token); ids that decode alike are summed
-            top = [(lp.decoded_token if lp.decoded_token is not None else self.tokenizer.decode([tid]), lp.logprob)
-                   for tid, lp in steps[0].items()]
+            top = [
+                (lp.decoded_token if lp.decoded_token is not None else self.tokenizer.decode([tid]), lp.logprob)
+                for tid, lp in steps[0].items()
+            ]
             top = sorted(top, key=lambda t: -t[1])[:k]
             probs = choice_mass(top, req.choices)
             results.append(decide(probs, probs[0] + probs[1] > 0, k, rationale, [t for t, _ in top]))

@@ -31,8 +31,17 @@ def checkpoint_dirs(root: Path) -> list[Path]:
     return sorted(dirs, key=lambda p: int(p.name[5:]))
 
 
-def save_checkpoint(root: Path, step: int, module: torch.nn.Module, optimizer, scheduler,
-                    generators: dict[str, torch.Generator], rank: int, world_size: int, keep: int) -> Path:
+def save_checkpoint(
+    root: Path,
+    step: int,
+    module: torch.nn.Module,
+    optimizer,
+    scheduler,
+    generators: dict[str, torch.Generator],
+    rank: int,
+    world_size: int,
+    keep: int,
+) -> Path:
     final = root / f"step-{step}"
     tmp = root / f".step-{step}.tmp"
     if is_main_process():
@@ -56,14 +65,22 @@ def save_checkpoint(root: Path, step: int, module: torch.nn.Module, optimizer, s
     return final
 
 
-def load_checkpoint(path: Path, module: torch.nn.Module, optimizer, scheduler,
-                    generators: dict[str, torch.Generator], rank: int, world_size: int) -> int:
+def load_checkpoint(
+    path: Path,
+    module: torch.nn.Module,
+    optimizer,
+    scheduler,
+    generators: dict[str, torch.Generator],
+    rank: int,
+    world_size: int,
+) -> int:
     """Restore everything saved in `path`; returns the step it was saved after."""
     state = json.loads((path / "state.json").read_text())
     if state["processes"] != world_size:
         raise RuntimeError(
             f"{path} was written by {state['processes']} process(es), this run has {world_size}; resume with "
-            f"the same number of processes (or delete {path.parent} to start over)")
+            f"the same number of processes (or delete {path.parent} to start over)"
+        )
     weights = load_file(str(path / "trainable.safetensors"))
     params = dict(module.named_parameters())
     missing = sorted(set(n for n, p in params.items() if p.requires_grad) - set(weights))

@@ -22,8 +22,10 @@ from rlaif.config import LabelerSettings
 from rlaif.labelers.prompts import SUMMARIZE_PREAMBLE, SYSTEM, judge_text_from_prompt
 from rlaif.models import load_causal_lm, load_tokenizer
 
-INSTRUCTION = ("Rate the summary below on a scale of 1 to 10, where 1 is useless or wrong and 10 is an excellent "
-               "summary. Answer with the number only.")
+INSTRUCTION = (
+    "Rate the summary below on a scale of 1 to 10, where 1 is useless or wrong and 10 is an excellent "
+    "summary. Answer with the number only."
+)
 ASSISTANT_PREFIX = "Rating: "
 SCORES = torch.arange(1, 11, dtype=torch.float32)
 
@@ -66,7 +68,9 @@ class DirectReward:
         return [d[0] for d in digits], ten
 
     def prompt(self, prompt: str, summary: str) -> str:
-        user = f"{SUMMARIZE_PREAMBLE}\n\n{INSTRUCTION}\n\nText - {judge_text_from_prompt(prompt)}\n\nSummary - {summary}"
+        user = (
+            f"{SUMMARIZE_PREAMBLE}\n\n{INSTRUCTION}\n\nText - {judge_text_from_prompt(prompt)}\n\nSummary - {summary}"
+        )
         messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
         if self.tokenizer.chat_template:
             text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -79,21 +83,45 @@ class DirectReward:
         """(N, 10) probabilities of the scores 1..10, renormalised over the ten."""
         out = []
         for start in range(0, len(prompts), self.batch_size):
-            texts = [self.prompt(p, s) for p, s in zip(prompts[start : start + self.batch_size], summaries[start : start + self.batch_size])]
-            batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.lm.device)
+            texts = [
+                self.prompt(p, s)
+                for p, s in zip(prompts[start : start + self.batch_size], summaries[start : start + self.batch_size])
+            ]
+            batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(
+                self.lm.device
+            )
             mask = batch.attention_mask
             cache = DynamicCache(config=self.lm.config)
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            logits = self.lm(input_ids=batch.input_ids, attention_mask=mask, position_ids=positions,
-                             past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1].float()
+            logits = (
+                self.lm(
+                    input_ids=batch.input_ids,
+                    attention_mask=mask,
+                    position_ids=positions,
+                    past_key_values=cache,
+                    use_cache=True,
+                    logits_to_keep=1,
+                )
+                .logits[:, -1]
+                .float()
+            )
             first = torch.softmax(logits, -1)  # (b, V)
             probs = first[:, self.digit_ids]  # (b, 9): P(1..9) as first token
             if len(self.ten) == 1:
                 ten = first[:, self.ten[0]]
             else:  # "10" = `1` `0`: one more step reads P(`0` | `1`)
                 step = torch.full((len(texts), 1), self.ten[0], device=mask.device)
-                logits = self.lm(input_ids=step, attention_mask=torch.cat([mask, torch.ones_like(step)], 1),
-                                 position_ids=positions[:, -1:] + 1, past_key_values=cache, use_cache=True).logits[:, -1].float()
+                logits = (
+                    self.lm(
+                        input_ids=step,
+                        attention_mask=torch.cat([mask, torch.ones_like(step)], 1),
+                        position_ids=positions[:, -1:] + 1,
+                        past_key_values=cache,
+                        use_cache=True,
+                    )
+                    .logits[:, -1]
+                    .float()
+                )
                 p_zero = torch.softmax(logits, -1)[:, self.ten[1]]
                 ten = probs[:, 0] * p_zero
                 probs = torch.cat([probs[:, :1] * (1 - p_zero).unsqueeze(1), probs[:, 1:]], dim=1)
@@ -101,5 +129,7 @@ class DirectReward:
             out.append(probs / probs.sum(-1, keepdim=True))
         return torch.cat(out).cpu()
 
-    def __call__(self, query_responses, attention_mask, last_index, prompts: list[str], responses: list[str]) -> torch.Tensor:
+    def __call__(
+        self, query_responses, attention_mask, last_index, prompts: list[str], responses: list[str]
+    ) -> torch.Tensor:
         return rescale(self.score_probs(prompts, responses)).to(query_responses.device)

@@ -19,7 +19,9 @@ from rlaif.rl.sampling import sample
 
 
 @torch.no_grad()
-def heldout_eval(models: RLModels, tokenizer, records: list[dict], rl: RLConfig, seed: int, batch_size: int = 8) -> tuple[dict, list[dict]]:
+def heldout_eval(
+    models: RLModels, tokenizer, records: list[dict], rl: RLConfig, seed: int, batch_size: int = 8
+) -> tuple[dict, list[dict]]:
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     rows = [{"id": r["id"], "prompt": r["prompt"]} for r in records]
     generator = torch.Generator().manual_seed(seed)
@@ -47,8 +49,12 @@ def heldout_eval(models: RLModels, tokenizer, records: list[dict], rl: RLConfig,
             texts = [t.strip() for t in tokenizer.batch_decode(responses, skip_special_tokens=True)]
             scores = models.reward(qr, am, ctx + sequence_lengths(closed, eos), [r["prompt"] for r in chunk], texts)
             for row, text, sc, resp in zip(chunk, texts, scores.tolist(), responses):
-                row[system] = {"summary": text, "score": sc, "ended_with_eos": bool((resp == eos).any()),
-                               "num_tokens": int(sequence_lengths(resp.unsqueeze(0), eos)[0]) + 1}
+                row[system] = {
+                    "summary": text,
+                    "score": sc,
+                    "ended_with_eos": bool((resp == eos).any()),
+                    "num_tokens": int(sequence_lengths(resp.unsqueeze(0), eos)[0]) + 1,
+                }
         # KL(policy || SFT) on the policy's own samples at the training temperature [D05]
         s = sample(models.trainable.policy, queries, mask, rl.response_length, rl.temperature, eos, pad, generator)
         responses = truncate_response(s.responses, eos, pad)

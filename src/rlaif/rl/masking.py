@@ -29,8 +29,8 @@ def truncate_response(responses: torch.Tensor, stop_token_id: int, pad_token_id:
     shape), then cut here: whatever the policy wrote after EOS is not part of its summary.
     """
     stop = first_true_indices(responses == stop_token_id).unsqueeze(-1)  # (B, 1)
-    idx = torch.arange(responses.size(1), device=responses.device)      # (T,)
-    return responses.masked_fill(idx > stop, pad_token_id)              # (B, T)
+    idx = torch.arange(responses.size(1), device=responses.device)  # (T,)
+    return responses.masked_fill(idx > stop, pad_token_id)  # (B, T)
 
 
 def contains_eos(responses: torch.Tensor, eos_token_id: int) -> torch.Tensor:
@@ -50,7 +50,7 @@ def sequence_lengths(responses: torch.Tensor, stop_token_id: int) -> torch.Tenso
 
 def response_padding_mask(responses: torch.Tensor, stop_token_id: int) -> torch.Tensor:
     """(B, T) bool, True after the first EOS (see the module docstring for the convention)."""
-    idx = torch.arange(responses.size(1), device=responses.device)                 # (T,)
+    idx = torch.arange(responses.size(1), device=responses.device)  # (T,)
     return idx.unsqueeze(0) > sequence_lengths(responses, stop_token_id).unsqueeze(1)  # (B, T)
 
 

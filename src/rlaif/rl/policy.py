@@ -48,7 +48,9 @@ def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
 
 def last_hidden(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """Final-norm hidden states, (B, L, H)."""
-    out = backbone(model)(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask), use_cache=False)
+    out = backbone(model)(
+        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask), use_cache=False
+    )
     return out.last_hidden_state
 
 
@@ -69,12 +71,23 @@ def top_hidden(model: nn.Module, layer_inputs: torch.Tensor, attention_mask: tor
     """Final-norm hidden states (B, L, H) from the inputs of decoder layer k (B, L, H) [D48]."""
     decoder = backbone(model)
     with _top_layers(decoder, k):
-        out = decoder(inputs_embeds=layer_inputs, attention_mask=attention_mask, position_ids=position_ids(attention_mask), use_cache=False)
+        out = decoder(
+            inputs_embeds=layer_inputs,
+            attention_mask=attention_mask,
+            position_ids=position_ids(attention_mask),
+            use_cache=False,
+        )
     return out.last_hidden_state
 
 
-def response_hidden(model: nn.Module, query_responses: torch.Tensor, attention_mask: torch.Tensor, context_length: int,
-                    layer_inputs: torch.Tensor | None = None, k: int = 0) -> torch.Tensor:
+def response_hidden(
+    model: nn.Module,
+    query_responses: torch.Tensor,
+    attention_mask: torch.Tensor,
+    context_length: int,
+    layer_inputs: torch.Tensor | None = None,
+    k: int = 0,
+) -> torch.Tensor:
     """Final-norm hidden states at the response positions, (B, T, H): position t holds the state
     *before* response token t [D01]. `layer_inputs` (B, L-1, H), the inputs of decoder layer k at
     positions 0..L-2 saved while sampling, replaces the bottom of the stack [D48]."""
@@ -88,8 +101,13 @@ def capture_layer_inputs(model: nn.Module, k: int):
     """Collects the hidden states fed to decoder layer k by every forward inside the block, in a
     list (one (B, L_call, H) tensor per call) [D48]."""
     captured: list[torch.Tensor] = []
-    hook = backbone(model).layers[k].register_forward_pre_hook(
-        lambda module, args, kwargs: captured.append(args[0] if args else kwargs["hidden_states"]), with_kwargs=True)
+    hook = (
+        backbone(model)
+        .layers[k]
+        .register_forward_pre_hook(
+            lambda module, args, kwargs: captured.append(args[0] if args else kwargs["hidden_states"]), with_kwargs=True
+        )
+    )
     try:
         yield captured
     finally:
@@ -108,11 +126,19 @@ class PolicyAndValue(nn.Module):
         self.shared_layers = shared_layers
         """lean: decoder layers below this index have no adapter (shared with the reference) [D48]."""
 
-    def forward(self, query_responses: torch.Tensor, attention_mask: torch.Tensor, context_length: int,
-                temperature: float, layer_inputs: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        query_responses: torch.Tensor,
+        attention_mask: torch.Tensor,
+        context_length: int,
+        temperature: float,
+        layer_inputs: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Policy logits divided by the temperature [D14] and values, at the response positions:
         (B, T, V) and (B, T); `layer_inputs`: see response_hidden."""
-        hidden = response_hidden(self.policy, query_responses, attention_mask, context_length, layer_inputs, self.shared_layers)
+        hidden = response_hidden(
+            self.policy, query_responses, attention_mask, context_length, layer_inputs, self.shared_layers
+        )
         logits = hf_model(self.policy).get_output_embeddings()(hidden).float() / temperature
         if self.value_model is not None:
             hidden = response_hidden(self.value_model, query_responses, attention_mask, context_length)
@@ -139,13 +165,22 @@ class RLModels:
     mode: str
 
     @torch.no_grad()
-    def ref_logprobs(self, query_responses: torch.Tensor, attention_mask: torch.Tensor, context_length: int,
-                     responses: torch.Tensor, temperature: float, layer_inputs: torch.Tensor | None = None) -> torch.Tensor:
+    def ref_logprobs(
+        self,
+        query_responses: torch.Tensor,
+        attention_mask: torch.Tensor,
+        context_length: int,
+        responses: torch.Tensor,
+        temperature: float,
+        layer_inputs: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Log-probs of the response tokens under the SFT policy, (B, T) [D05][D14]; with
         `layer_inputs` (lean), only the layers above the shared ones run [D48]."""
         model = self.reference_model()
         with self.reference_context():
-            hidden = response_hidden(model, query_responses, attention_mask, context_length, layer_inputs, self.trainable.shared_layers)
+            hidden = response_hidden(
+                model, query_responses, attention_mask, context_length, layer_inputs, self.trainable.shared_layers
+            )
             logits = hf_model(model).get_output_embeddings()(hidden).float() / temperature
         return logprobs_from_logits(logits, responses)
 
@@ -177,8 +212,14 @@ def value_head_from(score_head: nn.Linear | None, hidden_size: int) -> nn.Linear
     return head
 
 
-def load_models(rl: RLConfig, sft_path: str, tokenizer, reward: RewardFn, reward_model: nn.Module | None,
-                value_init_path: str | None) -> RLModels:
+def load_models(
+    rl: RLConfig,
+    sft_path: str,
+    tokenizer,
+    reward: RewardFn,
+    reward_model: nn.Module | None,
+    value_init_path: str | None,
+) -> RLModels:
     """Build the models of `rl.mode` from the SFT folder. `reward_model` is the frozen RM (its score
     head seeds the lean value head); `value_init_path` is the RM folder the standard value model
     starts from (None: start from the SFT backbone with a zero head, e.g. for a direct reward)."""
@@ -196,7 +237,7 @@ def load_models(rl: RLConfig, sft_path: str, tokenizer, reward: RewardFn, reward
         return RLModels(trainable, None, reward, "lean")
     reference = _freeze(load_causal_lm(sft_path, tokenizer, rl.dtype))
     if value_init_path is not None:
-        from rlaif.reward_model import load_reward_model
+        from rlaif.reward.model import load_reward_model
 
         value_model, _ = load_reward_model(value_init_path, rl.dtype)
         value_model.train()
@@ -218,8 +259,15 @@ def lean_adapter(policy: nn.Module, rl: RLConfig) -> tuple[nn.Module, int]:
     targets = rl.lora.target_modules
     if targets == ["all-linear"]:  # peft's shorthand cannot be combined with a layer range
         targets = sorted({name.rsplit(".", 1)[-1] for name, m in layers[0].named_modules() if isinstance(m, nn.Linear)})
-    config = LoraConfig(r=rl.lora.r, lora_alpha=rl.lora.alpha, lora_dropout=rl.lora.dropout, target_modules=targets,
-                        task_type="CAUSAL_LM", layers_to_transform=list(range(k, len(layers))), layers_pattern="layers")
+    config = LoraConfig(
+        r=rl.lora.r,
+        lora_alpha=rl.lora.alpha,
+        lora_dropout=rl.lora.dropout,
+        target_modules=targets,
+        task_type="CAUSAL_LM",
+        layers_to_transform=list(range(k, len(layers))),
+        layers_pattern="layers",
+    )
     return get_peft_model(policy, config), k
 
 
@@ -233,8 +281,10 @@ def _check_top_forward(pv: PolicyAndValue) -> None:
         full = last_hidden(pv.policy, ids, mask)
     top = top_hidden(pv.policy, captured[0], mask, pv.shared_layers)
     if not torch.allclose(full, top, atol=1e-4, rtol=1e-4):
-        raise ValueError(f"{type(backbone(pv.policy)).__name__}: running the top layers alone does not reproduce the full forward; "
-                         "set rl.shared_layers=0 for this model")
+        raise ValueError(
+            f"{type(backbone(pv.policy)).__name__}: running the top layers alone does not reproduce the full forward; "
+            "set rl.shared_layers=0 for this model"
+        )
 
 
 def trainable_state(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -249,8 +299,13 @@ def save_policy(models: RLModels, tokenizer, out: Path) -> None:
 
     policy = models.trainable.policy
     if models.mode == "lean":
-        policy.save_pretrained(out.parent / "adapter", safe_serialization=True, selected_adapters=[policy.active_adapter])
-        save_file({"weight": models.trainable.value_head.weight.detach().contiguous()}, str(out.parent / "adapter" / "value_head.safetensors"))
+        policy.save_pretrained(
+            out.parent / "adapter", safe_serialization=True, selected_adapters=[policy.active_adapter]
+        )
+        save_file(
+            {"weight": models.trainable.value_head.weight.detach().contiguous()},
+            str(out.parent / "adapter" / "value_head.safetensors"),
+        )
         policy = policy.merge_and_unload()
     policy.config.use_cache = True
     policy.save_pretrained(out, safe_serialization=True)

@@ -18,7 +18,14 @@ from rlaif.config import RLConfig
 from rlaif.rl import NonFiniteLossError
 from rlaif.rl.gae import gae, kl_penalty, kl_shaped_rewards, penalize_missing_eos
 from rlaif.rl.losses import entropy_from_logits, logprobs_from_logits, policy_loss, value_loss
-from rlaif.rl.masking import contains_eos, masked_mean, masked_whiten, response_padding_mask, sequence_lengths, truncate_response
+from rlaif.rl.masking import (
+    contains_eos,
+    masked_mean,
+    masked_whiten,
+    response_padding_mask,
+    sequence_lengths,
+    truncate_response,
+)
 from rlaif.rl.policy import RLModels
 from rlaif.rl.sampling import sample
 
@@ -28,19 +35,19 @@ INVALID_LOGPROB = 1.0  # reference: a log-prob that cannot occur marks the paddi
 @dataclass
 class Rollout:
     query_responses: torch.Tensor  # (B, L) left-padded query, then the truncated response
-    attention_mask: torch.Tensor   # (B, L)
+    attention_mask: torch.Tensor  # (B, L)
     context_length: int
-    responses: torch.Tensor        # (B, T) pad after the first EOS
-    padding_mask: torch.Tensor     # (B, T) True after the first EOS
-    logprobs: torch.Tensor         # (B, T) policy at rollout time
-    ref_logprobs: torch.Tensor     # (B, T)
-    values: torch.Tensor           # (B, T)
-    kl: torch.Tensor               # (B, T) per-token estimate, 0 at padding
-    raw_scores: torch.Tensor       # (B,) reward source output
-    scores: torch.Tensor           # (B,) after the missing-EOS penalty
-    rewards: torch.Tensor          # (B, T)
-    advantages: torch.Tensor       # (B, T)
-    returns: torch.Tensor          # (B, T)
+    responses: torch.Tensor  # (B, T) pad after the first EOS
+    padding_mask: torch.Tensor  # (B, T) True after the first EOS
+    logprobs: torch.Tensor  # (B, T) policy at rollout time
+    ref_logprobs: torch.Tensor  # (B, T)
+    values: torch.Tensor  # (B, T)
+    kl: torch.Tensor  # (B, T) per-token estimate, 0 at padding
+    raw_scores: torch.Tensor  # (B,) reward source output
+    scores: torch.Tensor  # (B,) after the missing-EOS penalty
+    rewards: torch.Tensor  # (B, T)
+    advantages: torch.Tensor  # (B, T)
+    returns: torch.Tensor  # (B, T)
     texts: list[str]
     layer_inputs: torch.Tensor | None = None  # (B, L-1, H) lean: inputs of the first adapted layer [D48]
 
@@ -52,13 +59,30 @@ def _chunked(fn, batch_size: int, *tensors: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def rollout(models: RLModels, tokenizer, queries: torch.Tensor, query_mask: torch.Tensor, prompts: list[str],
-            rl: RLConfig, generator: torch.Generator) -> Rollout:
+def rollout(
+    models: RLModels,
+    tokenizer,
+    queries: torch.Tensor,
+    query_mask: torch.Tensor,
+    prompts: list[str],
+    rl: RLConfig,
+    generator: torch.Generator,
+) -> Rollout:
     eos, pad, ctx = tokenizer.eos_token_id, tokenizer.pad_token_id, queries.size(1)
     pv = models.trainable
     # 1. sample with the KV cache; log-probs (and lean values) come with the samples [D01][D43]
-    s = sample(pv.policy, queries, query_mask, rl.response_length, rl.temperature, eos, pad, generator,
-               pv.value_head if pv.values_from_policy else None, collect_layer=pv.shared_layers)
+    s = sample(
+        pv.policy,
+        queries,
+        query_mask,
+        rl.response_length,
+        rl.temperature,
+        eos,
+        pad,
+        generator,
+        pv.value_head if pv.values_from_policy else None,
+        collect_layer=pv.shared_layers,
+    )
     # 2. cut after the first EOS [D02]; the last real token is the EOS, or T-1 without one [D03]
     responses = truncate_response(s.responses, eos, pad)  # (B, T)
     padding_mask = response_padding_mask(responses, eos)
@@ -68,10 +92,19 @@ def rollout(models: RLModels, tokenizer, queries: torch.Tensor, query_mask: torc
     # 3. reference log-probs [D05][D14] (lean: from the shared layers' saved output [D48]),
     #    values (standard mode), scores at the EOS [D03]
     saved = (s.layer_inputs,) if s.layer_inputs is not None else ()
-    ref_logprobs = _chunked(lambda q, a, r, *h: models.ref_logprobs(q, a, ctx, r, rl.temperature, *h),
-                            rl.forward_batch_size, query_responses, attention_mask, responses, *saved)
-    values = s.values if s.values is not None else _chunked(
-        lambda q, a: pv.values(q, a, ctx), rl.forward_batch_size, query_responses, attention_mask)
+    ref_logprobs = _chunked(
+        lambda q, a, r, *h: models.ref_logprobs(q, a, ctx, r, rl.temperature, *h),
+        rl.forward_batch_size,
+        query_responses,
+        attention_mask,
+        responses,
+        *saved,
+    )
+    values = (
+        s.values
+        if s.values is not None
+        else _chunked(lambda q, a: pv.values(q, a, ctx), rl.forward_batch_size, query_responses, attention_mask)
+    )
     texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
     texts = [t.strip() for t in texts]
     raw_scores = models.reward(query_responses, attention_mask, ctx + seq_len, prompts, texts).float()
@@ -89,12 +122,29 @@ def rollout(models: RLModels, tokenizer, queries: torch.Tensor, query_mask: torc
     advantages, returns = gae(rewards, values, ~padding_mask, rl.ppo.gamma, rl.ppo.lam)
     if rl.ppo.whiten_advantages:
         advantages = masked_whiten(advantages, ~padding_mask).masked_fill(padding_mask, 0.0)
-    return Rollout(query_responses, attention_mask, ctx, responses, padding_mask, logprobs, ref_logprobs, values,
-                   kl, raw_scores, scores, rewards, advantages, returns, texts, s.layer_inputs)
+    return Rollout(
+        query_responses,
+        attention_mask,
+        ctx,
+        responses,
+        padding_mask,
+        logprobs,
+        ref_logprobs,
+        values,
+        kl,
+        raw_scores,
+        scores,
+        rewards,
+        advantages,
+        returns,
+        texts,
+        s.layer_inputs,
+    )
 
 
-def ppo_update(model, optimizer, scheduler, accelerator, r: Rollout, rl: RLConfig, generator: torch.Generator,
-               step: int) -> dict[str, float]:
+def ppo_update(
+    model, optimizer, scheduler, accelerator, r: Rollout, rl: RLConfig, generator: torch.Generator, step: int
+) -> dict[str, float]:
     """`ppo_epochs` passes over the rollout, each over shuffled minibatches [D10]; one optimizer step
     per minibatch, accumulated over micro-batches. `model` is the (DDP-wrapped) PolicyAndValue.
 
@@ -146,8 +196,13 @@ def _micro_batch_loss(model, r: Rollout, mb_inds: torch.Tensor, rl: RLConfig) ->
     # mask [D01], so the result is the same, on fewer tokens
     trim = int((attention_mask[:, : r.context_length] == 0).all(0).long().cumprod(0).sum())
     layer_inputs = r.layer_inputs[mb_inds, trim:] if r.layer_inputs is not None else None
-    logits, vpred = model(r.query_responses[mb_inds, trim:], attention_mask[:, trim:], r.context_length - trim, rl.temperature,
-                          layer_inputs)
+    logits, vpred = model(
+        r.query_responses[mb_inds, trim:],
+        attention_mask[:, trim:],
+        r.context_length - trim,
+        rl.temperature,
+        layer_inputs,
+    )
     new_logprobs = logprobs_from_logits(logits, mb_responses).masked_fill(mb_padding, INVALID_LOGPROB)  # (b, T)
     vpred = vpred.masked_fill(mb_padding, 0.0)
     pg_loss, pg_stats = policy_loss(new_logprobs, r.logprobs[mb_inds], r.advantages[mb_inds], mb_mask, rl.ppo.cliprange)
@@ -155,10 +210,15 @@ def _micro_batch_loss(model, r: Rollout, mb_inds: torch.Tensor, rl: RLConfig) ->
     loss = pg_loss + rl.ppo.vf_coef * vf_loss
     with torch.no_grad():
         stats = {
-            "policy/approxkl": pg_stats["approxkl"], "policy/clipfrac": pg_stats["clipfrac"],
-            "policy/ratio": pg_stats["ratio"], "policy/entropy": masked_mean(entropy_from_logits(logits), mb_mask),
-            "loss/policy": pg_loss.detach(), "loss/value": vf_loss.detach(), "loss/total": loss.detach(),
-            "val/clipfrac": vf_stats["vf_clipfrac"], "val/vpred": masked_mean(vpred, mb_mask),
+            "policy/approxkl": pg_stats["approxkl"],
+            "policy/clipfrac": pg_stats["clipfrac"],
+            "policy/ratio": pg_stats["ratio"],
+            "policy/entropy": masked_mean(entropy_from_logits(logits), mb_mask),
+            "loss/policy": pg_loss.detach(),
+            "loss/value": vf_loss.detach(),
+            "loss/total": loss.detach(),
+            "val/clipfrac": vf_stats["vf_clipfrac"],
+            "val/vpred": masked_mean(vpred, mb_mask),
         }
     return loss, stats
 
@@ -174,4 +234,5 @@ def _check_finite(loss: torch.Tensor, stats: dict, accelerator, step: int, epoch
         raise NonFiniteLossError(
             f"non-finite loss at PPO step {step + 1}, epoch {epoch + 1} (policy loss {parts['loss/policy']}, "
             f"value loss {parts['loss/value']}, on some process); nothing from this step was saved. "
-            "Lower rl.ppo.learning_rate or set rl.ppo.max_grad_norm and rerun")
+            "Lower rl.ppo.learning_rate or set rl.ppo.max_grad_norm and rerun"
+        )

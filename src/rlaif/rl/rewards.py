@@ -3,7 +3,7 @@
 A reward source is called as `reward(query_responses, attention_mask, last_index, prompts,
 responses)` and returns one score per row, (B,). The RM reads the ids (policy and RM share the
 tokenizer, as in the reference code), at `last_index`, the EOS or the last token [D03]; its
-`config.reward_bias` is added, as `rlaif.reward_model.score` does [D19]. In lean mode, an RM that was LoRA-trained on the
+`config.reward_bias` is added, as `rlaif.reward.model.score` does [D19]. In lean mode, an RM that was LoRA-trained on the
 SFT model runs as a second adapter on the policy's base (SharedBaseReward). d-RLAIF's direct
 reward is in rlaif.rl.direct.
 """
@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from rlaif.models import disable_dropout
-from rlaif.reward_model import score as score_texts
+from rlaif.reward.model import score as score_texts
 from rlaif.rl.policy import last_hidden
 
 
@@ -31,15 +31,26 @@ class RewardModelReward:
         self.bias = float(getattr(model.config, "reward_bias", 0.0) or 0.0)
         self.max_length = getattr(model.config, "reward_max_length", None)
         # Reading ids needs the same token ids on both sides; otherwise score the decoded text.
-        self.same_vocab = rm_tokenizer.get_vocab() == policy_tokenizer.get_vocab() and rm_tokenizer.eos_token_id == policy_tokenizer.eos_token_id
+        self.same_vocab = (
+            rm_tokenizer.get_vocab() == policy_tokenizer.get_vocab()
+            and rm_tokenizer.eos_token_id == policy_tokenizer.eos_token_id
+        )
 
     @torch.no_grad()
-    def __call__(self, query_responses: torch.Tensor, attention_mask: torch.Tensor, last_index: torch.Tensor,
-                 prompts: list[str], responses: list[str]) -> torch.Tensor:
+    def __call__(
+        self,
+        query_responses: torch.Tensor,
+        attention_mask: torch.Tensor,
+        last_index: torch.Tensor,
+        prompts: list[str],
+        responses: list[str],
+    ) -> torch.Tensor:
         too_long = self.max_length is not None and query_responses.size(1) > self.max_length
         if not self.same_vocab or too_long:
             # the text API cuts over-long inputs from the start, as the RM was trained
-            return score_texts(self.model, self.tokenizer, prompts, responses, self.batch_size).to(query_responses.device)
+            return score_texts(self.model, self.tokenizer, prompts, responses, self.batch_size).to(
+                query_responses.device
+            )
         scores = []
         for start in range(0, query_responses.size(0), self.batch_size):
             sl = slice(start, start + self.batch_size)
@@ -85,7 +96,9 @@ class SharedBaseReward:
         head = weights.pop(RM_HEAD_KEY)
         result = set_peft_model_state_dict(policy, weights, adapter_name=REWARD_ADAPTER)
         if getattr(result, "unexpected_keys", None):
-            raise ValueError(f"{adapter_dir}: adapter weights that fit no layer of the SFT model: {result.unexpected_keys[:3]}")
+            raise ValueError(
+                f"{adapter_dir}: adapter weights that fit no layer of the SFT model: {result.unexpected_keys[:3]}"
+            )
         for name, p in policy.named_parameters():
             if f".{REWARD_ADAPTER}." in name:
                 p.requires_grad_(False)
@@ -105,8 +118,14 @@ class SharedBaseReward:
             self.policy.base_model.set_adapter(self.policy_adapter)
 
     @torch.no_grad()
-    def __call__(self, query_responses: torch.Tensor, attention_mask: torch.Tensor, last_index: torch.Tensor,
-                 prompts: list[str], responses: list[str]) -> torch.Tensor:
+    def __call__(
+        self,
+        query_responses: torch.Tensor,
+        attention_mask: torch.Tensor,
+        last_index: torch.Tensor,
+        prompts: list[str],
+        responses: list[str],
+    ) -> torch.Tensor:
         scores = []
         with self._active():
             for start in range(0, query_responses.size(0), self.batch_size):

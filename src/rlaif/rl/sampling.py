@@ -53,7 +53,9 @@ def sample(
     `collect_layer` > 0 keeps the inputs of that decoder layer (lean's shared layers [D48])."""
     capture = capture_layer_inputs(policy, collect_layer) if collect_layer else contextlib.nullcontext([])
     with capture as captured, merged_lora(policy):
-        out = _sample(policy, queries, query_mask, response_length, temperature, eos_token_id, pad_token_id, generator, value_head)
+        out = _sample(
+            policy, queries, query_mask, response_length, temperature, eos_token_id, pad_token_id, generator, value_head
+        )
     if collect_layer:
         out.layer_inputs = torch.cat(captured, dim=1)  # (B, Lq + T - 1, H)
     return out
@@ -68,7 +70,11 @@ def merged_lora(model: nn.Module):
     patched = []
     for module in model.modules():
         base = getattr(module, "base_layer", None)
-        if not (hasattr(module, "get_delta_weight") and isinstance(base, nn.Linear)) or module.merged or module.disable_adapters:
+        if (
+            not (hasattr(module, "get_delta_weight") and isinstance(base, nn.Linear))
+            or module.merged
+            or module.disable_adapters
+        ):
             continue
         active = [a for a in module.active_adapters if a in module.lora_A]
         if active:
@@ -83,7 +89,9 @@ def merged_lora(model: nn.Module):
             del module.forward
 
 
-def _sample(policy, queries, query_mask, response_length, temperature, eos_token_id, pad_token_id, generator, value_head) -> Samples:
+def _sample(
+    policy, queries, query_mask, response_length, temperature, eos_token_id, pad_token_id, generator, value_head
+) -> Samples:
     model, decoder = hf_model(policy), backbone(policy)
     lm_head = model.get_output_embeddings()
     B = queries.size(0)
@@ -97,7 +105,9 @@ def _sample(policy, queries, query_mask, response_length, temperature, eos_token
     input_ids = queries
     steps = response_length
     for t in range(response_length):
-        out = decoder(input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
+        out = decoder(
+            input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True
+        )
         hidden = out.last_hidden_state[:, -1]  # (B, H): the state before token t
         logits = lm_head(hidden).float()  # (B, V)
         if temperature > 0:

@@ -19,10 +19,10 @@ from transformers import get_scheduler
 
 from rlaif.artifacts import is_main_process
 from rlaif.config import RLConfig
-from rlaif.rl.checkpoint import checkpoint_dirs, load_checkpoint, save_checkpoint
 from rlaif.rl import NonFiniteLossError
-from rlaif.rl.ppo import Rollout, ppo_update, rollout
+from rlaif.rl.checkpoint import checkpoint_dirs, load_checkpoint, save_checkpoint
 from rlaif.rl.policy import RLModels
+from rlaif.rl.ppo import Rollout, ppo_update, rollout
 
 
 def _fused_adam_supported(params: list[torch.Tensor]) -> bool:
@@ -32,7 +32,9 @@ def _fused_adam_supported(params: list[torch.Tensor]) -> bool:
 
 
 class PPOTrainer:
-    def __init__(self, models: RLModels, tokenizer, prompts: list[dict], rl: RLConfig, out_dir: Path, seed: int, accelerator):
+    def __init__(
+        self, models: RLModels, tokenizer, prompts: list[dict], rl: RLConfig, out_dir: Path, seed: int, accelerator
+    ):
         self.models, self.tokenizer, self.prompts, self.rl = models, tokenizer, prompts, rl
         self.out_dir, self.seed, self.acc = Path(out_dir), seed, accelerator
         self.rank, self.world = accelerator.process_index, accelerator.num_processes
@@ -40,10 +42,19 @@ class PPOTrainer:
         self.num_steps = rl.total_episodes // self.global_batch
         ppo = rl.ppo
         params = [p for p in models.trainable.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=ppo.learning_rate, eps=ppo.adam_eps, weight_decay=ppo.weight_decay,  # [D13]
-                                      fused=_fused_adam_supported(params))
-        self.scheduler = get_scheduler(ppo.lr_scheduler_type, optimizer, num_warmup_steps=0,
-                                       num_training_steps=self.num_steps * ppo.ppo_epochs * ppo.num_minibatches)
+        optimizer = torch.optim.AdamW(
+            params,
+            lr=ppo.learning_rate,
+            eps=ppo.adam_eps,
+            weight_decay=ppo.weight_decay,  # [D13]
+            fused=_fused_adam_supported(params),
+        )
+        self.scheduler = get_scheduler(
+            ppo.lr_scheduler_type,
+            optimizer,
+            num_warmup_steps=0,
+            num_training_steps=self.num_steps * ppo.ppo_epochs * ppo.num_minibatches,
+        )
         self.model, self.optimizer = accelerator.prepare(models.trainable, optimizer)  # DDP when launched
         # Explicit generators, one stream per process, saved in checkpoints: a resumed run draws
         # exactly the samples and minibatch orders an uninterrupted one would [D44].
@@ -68,7 +79,9 @@ class PPOTrainer:
 
     def encode(self, records: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
         side, self.tokenizer.padding_side = self.tokenizer.padding_side, "left"  # [D01]
-        batch = self.tokenizer([r["prompt"] for r in records], return_tensors="pt", padding=True, add_special_tokens=False)
+        batch = self.tokenizer(
+            [r["prompt"] for r in records], return_tensors="pt", padding=True, add_special_tokens=False
+        )
         self.tokenizer.padding_side = side
         return batch.input_ids.to(self.acc.device), batch.attention_mask.to(self.acc.device)
 
@@ -78,8 +91,15 @@ class PPOTrainer:
         dirs = checkpoint_dirs(self.ckpt_root)
         if not dirs:
             return None
-        self.step = load_checkpoint(dirs[-1], self.acc.unwrap_model(self.model), self.optimizer, self.scheduler,
-                                    self.generators, self.rank, self.world)
+        self.step = load_checkpoint(
+            dirs[-1],
+            self.acc.unwrap_model(self.model),
+            self.optimizer,
+            self.scheduler,
+            self.generators,
+            self.rank,
+            self.world,
+        )
         if is_main_process():
             for name in ("metrics.jsonl", "samples.jsonl"):
                 path = self.out_dir / name
@@ -98,10 +118,27 @@ class PPOTrainer:
             records = self.prompts_for(self.step)
             queries, query_mask = self.encode(records)
             self.model.eval()
-            r = rollout(self.models, self.tokenizer, queries, query_mask, [x["prompt"] for x in records], self.rl, self.generators["sample"])
+            r = rollout(
+                self.models,
+                self.tokenizer,
+                queries,
+                query_mask,
+                [x["prompt"] for x in records],
+                self.rl,
+                self.generators["sample"],
+            )
             t1 = time.time()
             try:
-                stats = ppo_update(self.model, self.optimizer, self.scheduler, self.acc, r, self.rl, self.generators["shuffle"], self.step)
+                stats = ppo_update(
+                    self.model,
+                    self.optimizer,
+                    self.scheduler,
+                    self.acc,
+                    r,
+                    self.rl,
+                    self.generators["shuffle"],
+                    self.step,
+                )
             except NonFiniteLossError as e:
                 dirs = checkpoint_dirs(self.ckpt_root)
                 kept = f"last good checkpoint kept: {dirs[-1]}" if dirs else "no checkpoint was saved before it"
@@ -112,8 +149,17 @@ class PPOTrainer:
             bar.set_postfix(score=f"{last['objective/scores']:.3f}", kl=f"{last['objective/kl']:.3f}")
             if self.step % self.rl.save_steps == 0 and self.step < self.num_steps:
                 self._check_trainable_finite()
-                save_checkpoint(self.ckpt_root, self.step, self.acc.unwrap_model(self.model), self.optimizer,
-                                self.scheduler, self.generators, self.rank, self.world, self.rl.save_total_limit)
+                save_checkpoint(
+                    self.ckpt_root,
+                    self.step,
+                    self.acc.unwrap_model(self.model),
+                    self.optimizer,
+                    self.scheduler,
+                    self.generators,
+                    self.rank,
+                    self.world,
+                    self.rl.save_total_limit,
+                )
         bar.close()
         return last
 
@@ -126,30 +172,52 @@ class PPOTrainer:
     def _log(self, r: Rollout, stats: dict, records: list[dict], t0: float, t1: float, t2: float) -> dict:
         mask = (~r.padding_mask).float()
         local = {  # per-episode quantities, averaged over every process's episodes
-            "objective/scores": r.scores, "objective/raw_scores": r.raw_scores,
-            "objective/kl": r.kl.sum(1), "objective/non_score_reward": (-self.rl.kl_coef * r.kl).sum(1),
+            "objective/scores": r.scores,
+            "objective/raw_scores": r.raw_scores,
+            "objective/kl": r.kl.sum(1),
+            "objective/non_score_reward": (-self.rl.kl_coef * r.kl).sum(1),
             "objective/rlhf_reward": r.scores - self.rl.kl_coef * r.kl.sum(1),
-            "response/length": mask.sum(1), "response/eos_rate": (r.responses == self.tokenizer.eos_token_id).any(1).float(),
-            "val/values": (r.values * mask).sum(1) / mask.sum(1), "val/returns": (r.returns * mask).sum(1) / mask.sum(1),
+            "response/length": mask.sum(1),
+            "response/eos_rate": (r.responses == self.tokenizer.eos_token_id).any(1).float(),
+            "val/values": (r.values * mask).sum(1) / mask.sum(1),
+            "val/returns": (r.returns * mask).sum(1) / mask.sum(1),
         }
         row = {k: self.acc.gather(v.float()).mean().item() for k, v in local.items()}
-        summed = self.acc.reduce(torch.tensor([stats[k] for k in sorted(stats)], device=self.acc.device), reduction="mean")
+        summed = self.acc.reduce(
+            torch.tensor([stats[k] for k in sorted(stats)], device=self.acc.device), reduction="mean"
+        )
         row.update(dict(zip(sorted(stats), summed.tolist())))
-        row.update({
-            "step": self.step, "episodes": self.step * self.global_batch, "lr": self.scheduler.get_last_lr()[0],
-            "time/rollout_s": t1 - t0, "time/update_s": t2 - t1, "time/episodes_per_second": self.global_batch / (t2 - t0),
-        })
+        row.update(
+            {
+                "step": self.step,
+                "episodes": self.step * self.global_batch,
+                "lr": self.scheduler.get_last_lr()[0],
+                "time/rollout_s": t1 - t0,
+                "time/update_s": t2 - t1,
+                "time/episodes_per_second": self.global_batch / (t2 - t0),
+            }
+        )
         if is_main_process():
             with open(self.out_dir / "metrics.jsonl", "a") as fh:
                 fh.write(json.dumps(row) + "\n")
             if self.step % self.rl.sample_steps == 0 or self.step == 1:
                 with open(self.out_dir / "samples.jsonl", "a") as fh:
                     for i in range(min(self.rl.num_samples, len(records))):
-                        fh.write(json.dumps({
-                            "step": self.step, "id": records[i]["id"], "prompt": records[i]["prompt"], "response": r.texts[i],
-                            "ended_with_eos": bool((r.responses[i] == self.tokenizer.eos_token_id).any()),
-                            "score": r.raw_scores[i].item(), "kl": r.kl[i].sum().item(),
-                        }, ensure_ascii=False) + "\n")
+                        fh.write(
+                            json.dumps(
+                                {
+                                    "step": self.step,
+                                    "id": records[i]["id"],
+                                    "prompt": records[i]["prompt"],
+                                    "response": r.texts[i],
+                                    "ended_with_eos": bool((r.responses[i] == self.tokenizer.eos_token_id).any()),
+                                    "score": r.raw_scores[i].item(),
+                                    "kl": r.kl[i].sum().item(),
+                                },
+                                ensure_ascii=False,
+                            )
+                            + "\n"
+                        )
         return row
 
 

@@ -20,13 +20,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from rlaif import stats
 from rlaif.artifacts import RunDir, atomic_write_text, barrier, is_main_process
 from rlaif.config import PipelineConfig
 from rlaif.data import build_prompt, load_posts
-from rlaif.eval_judge import eval_prompt, judge_pairs
+from rlaif.evaluation import stats
 from rlaif.generation import generate
 from rlaif.jsonl import AppendLog, read_jsonl
+from rlaif.labelers.eval_judge import eval_prompt, judge_pairs
 from rlaif.models import load_causal_lm, load_tokenizer
 from rlaif.tracking import start_tracking
 
@@ -75,8 +75,13 @@ def run(cfg: PipelineConfig, rundir: RunDir, stage: str = "evaluate") -> dict:
     prompts = {r["id"]: build_prompt(tokenizer, r, cfg.data.max_prompt_tokens) for r in posts}
     references = {r["id"]: r["summary"] for r in posts if r["summary"]}
     # The report shows posts beside their summaries without reloading data.eval.
-    atomic_write_text(out.dir / "posts.jsonl", "".join(
-        json.dumps({"id": i, "prompt": prompts[i], "reference": references.get(i)}, ensure_ascii=False) + "\n" for i in ids))
+    atomic_write_text(
+        out.dir / "posts.jsonl",
+        "".join(
+            json.dumps({"id": i, "prompt": prompts[i], "reference": references.get(i)}, ensure_ascii=False) + "\n"
+            for i in ids
+        ),
+    )
 
     # 1. summaries: each policy greedily, with one token cap; cached per system
     summaries: dict[str, dict[str, dict]] = {}
@@ -98,20 +103,31 @@ def run(cfg: PipelineConfig, rundir: RunDir, stage: str = "evaluate") -> dict:
         "posts": len(ids),
         "posts_with_reference": len(references),
         "max_new_tokens": ev.max_new_tokens,
-        "judge": {"backend": ev.judge.backend, "model": ev.judge.model, "style": ev.judge_style,
-                  "prompt_id": eval_prompt(ev.judge_style, ev.judge.max_rationale_tokens).prompt_id,
-                  **_position_bias([row for rows in judgements.values() for row in rows])},
+        "judge": {
+            "backend": ev.judge.backend,
+            "model": ev.judge.model,
+            "style": ev.judge_style,
+            "prompt_id": eval_prompt(ev.judge_style, ev.judge.max_rationale_tokens).prompt_id,
+            **_position_bias([row for rows in judgements.values() for row in rows]),
+        },
         "comparisons": {c: _comparison_metrics(judgements[c], ev.bootstrap_samples, cfg.seed) for c in comparisons},
         "skipped_comparisons": [c for c in ev.comparisons if c not in comparisons],
-        "systems": {s: _system_metrics(s, summaries[s], text.get(REFERENCE, {}), rm_scores, tokenizer, ev.bootstrap_samples, cfg.seed)
-                    for s in summaries},
+        "systems": {
+            s: _system_metrics(
+                s, summaries[s], text.get(REFERENCE, {}), rm_scores, tokenizer, ev.bootstrap_samples, cfg.seed
+            )
+            for s in summaries
+        },
         "seconds": round(time.time() - t0, 2),
     }
     with start_tracking(cfg, stage) as tracker:
         tracker.log_summary(stage, metrics)
     for c, m in metrics["comparisons"].items():
-        print(f"[rlaif] evaluate: {c} win rate {m['win_rate']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}] "
-              f"ties {m['ties']}/{m['n']}, LC {m['lc_win_rate']:.3f}", flush=True)
+        print(
+            f"[rlaif] evaluate: {c} win rate {m['win_rate']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}] "
+            f"ties {m['ties']}/{m['n']}, LC {m['lc_win_rate']:.3f}",
+            flush=True,
+        )
     rundir.finish(out, metrics)
     barrier()
     return metrics
@@ -128,14 +144,25 @@ def _heldout_summaries(cfg: PipelineConfig, rundir: RunDir, system: str, prompts
     stage, key = HELDOUT_SOURCES[system]  # every system policy_stages() names
     path = rundir.stage_dir(stage) / "heldout.jsonl"
     rl = cfg.rl  # None: an SFT-only run, nothing to reuse; otherwise rl is a finished upstream stage
-    if rl is None or not path.exists() or rl.response_length != cfg.evaluate.max_new_tokens or rl.dtype != cfg.evaluate.dtype:
+    if (
+        rl is None
+        or not path.exists()
+        or rl.response_length != cfg.evaluate.max_new_tokens
+        or rl.dtype != cfg.evaluate.dtype
+    ):
         return {}
     known = {}
     for row in read_jsonl(path):
         if prompts.get(row["id"]) == row["prompt"] and key in row:
             r = row[key]
-            known[row["id"]] = {"id": row["id"], "system": system, "summary": r["summary"], "ended_with_eos": r["ended_with_eos"],
-                                "num_tokens": r["num_tokens"], "from": f"{stage}/heldout.jsonl"}
+            known[row["id"]] = {
+                "id": row["id"],
+                "system": system,
+                "summary": r["summary"],
+                "ended_with_eos": r["ended_with_eos"],
+                "num_tokens": r["num_tokens"],
+                "from": f"{stage}/heldout.jsonl",
+            }
     return known
 
 
@@ -154,11 +181,22 @@ def _generations(rundir, out_dir, system, source, tokenizer, ids, prompts, ev, d
             model = load_causal_lm(str(rundir.stage_dir(source) / "model"), tokenizer, dtype=ev.dtype).to(device)
             for start in tqdm(range(0, len(todo), ev.batch_size), desc=f"eval generate {system}", unit="batch"):
                 chunk = todo[start : start + ev.batch_size]
-                completions = generate(model, tokenizer, [prompts[i] for i in chunk], max_new_tokens=ev.max_new_tokens,
-                                       temperature=0.0, batch_size=ev.batch_size)
+                completions = generate(
+                    model,
+                    tokenizer,
+                    [prompts[i] for i in chunk],
+                    max_new_tokens=ev.max_new_tokens,
+                    temperature=0.0,
+                    batch_size=ev.batch_size,
+                )
                 for i, (c,) in zip(chunk, completions):
-                    row = {"id": i, "system": system, "summary": c.text, "ended_with_eos": c.ended_with_eos,
-                           "num_tokens": len(c.token_ids)}
+                    row = {
+                        "id": i,
+                        "system": system,
+                        "summary": c.text,
+                        "ended_with_eos": c.ended_with_eos,
+                        "num_tokens": len(c.token_ids),
+                    }
                     log.append(row)
                     done[i] = row
             del model
@@ -168,7 +206,7 @@ def _generations(rundir, out_dir, system, source, tokenizer, ids, prompts, ev, d
 
 def _rm_scores(rundir, out_dir, rm, text, prompts, ev, device) -> dict[str, dict[str, float]]:
     """system -> id -> score of reward model `rm` (a stage name); cached in rm_scores.jsonl. [E06]"""
-    from rlaif.reward_model import load_reward_model, score
+    from rlaif.reward.model import load_reward_model, score
 
     with AppendLog(out_dir / "rm_scores.jsonl") as log:
         done: dict[str, dict[str, float]] = {system: {} for system in text}
@@ -202,7 +240,9 @@ def _judge(out_dir, comparisons, text, prompts, ev) -> dict[str, list[dict]]:
         # Post-major order: every comparison of a post sits in one judge call, so a backend that
         # caches the post (hf_local [L02]) encodes it once for all of them. [E07]
         ids = list(prompts)
-        pending = [(c, i) for i in ids for c in comparisons if all(i in text[s] for s in c.split(":")) and (c, i) not in done]
+        pending = [
+            (c, i) for i in ids for c in comparisons if all(i in text[s] for s in c.split(":")) and (c, i) not in done
+        ]
         failed = 0
         if pending:
             labeler = make_labeler(ev.judge)
@@ -215,12 +255,16 @@ def _judge(out_dir, comparisons, text, prompts, ev) -> dict[str, list[dict]]:
                     log.append(row)
                     done[(row["comparison"], row["id"])] = row
     if failed:
-        raise RuntimeError(f"{failed} judge requests failed after retries; rerun `rlaif evaluate` to retry just those pairs")
+        raise RuntimeError(
+            f"{failed} judge requests failed after retries; rerun `rlaif evaluate` to retry just those pairs"
+        )
     return {c: [done[(c, i)] for i in ids if (c, i) in done] for c in comparisons}
 
 
 def _position_bias(rows: list[dict]) -> dict:
-    return stats.position_bias([r["preferred_position"]["ab"] for r in rows], [r["preferred_position"]["ba"] for r in rows])
+    return stats.position_bias(
+        [r["preferred_position"]["ab"] for r in rows], [r["preferred_position"]["ba"] for r in rows]
+    )
 
 
 def _comparison_metrics(rows: list[dict], n_boot: int, seed: int) -> dict:
@@ -229,15 +273,28 @@ def _comparison_metrics(rows: list[dict], n_boot: int, seed: int) -> dict:
     len_b = np.array([len(r["summary_b"].split()) for r in rows], dtype=float)
     lo, hi = stats.bootstrap_ci(scores, n_boot=n_boot, seed=seed)
     lc = stats.lc_win_rate(scores, len_a, len_b)
-    lc_lo, lc_hi = stats.bootstrap_ci(np.stack([scores, len_a, len_b], axis=1), n_boot=n_boot, seed=seed,
-                                      statistic=lambda m: stats.lc_win_rate(m[:, 0], m[:, 1], m[:, 2])["lc_win_rate"])
+    lc_lo, lc_hi = stats.bootstrap_ci(
+        np.stack([scores, len_a, len_b], axis=1),
+        n_boot=n_boot,
+        seed=seed,
+        statistic=lambda m: stats.lc_win_rate(m[:, 0], m[:, 1], m[:, 2])["lc_win_rate"],
+    )
     outcomes = [r["outcome"] for r in rows]
     undecided = sum(o["p_first"] is None for r in rows for o in r["orders"])
     return {
-        "win_rate": stats.win_rate(scores), "ci_low": lo, "ci_high": hi,
-        "wins": outcomes.count(stats.WIN), "ties": outcomes.count(stats.TIE), "losses": outcomes.count(stats.LOSS), "n": len(rows),
-        "lc_win_rate": lc["lc_win_rate"], "lc_ci_low": lc_lo, "lc_ci_high": lc_hi, "length_coef": lc["length_coef"],
-        "mean_words_a": float(len_a.mean()), "mean_words_b": float(len_b.mean()),
+        "win_rate": stats.win_rate(scores),
+        "ci_low": lo,
+        "ci_high": hi,
+        "wins": outcomes.count(stats.WIN),
+        "ties": outcomes.count(stats.TIE),
+        "losses": outcomes.count(stats.LOSS),
+        "n": len(rows),
+        "lc_win_rate": lc["lc_win_rate"],
+        "lc_ci_low": lc_lo,
+        "lc_ci_high": lc_hi,
+        "length_coef": lc["length_coef"],
+        "mean_words_a": float(len_a.mean()),
+        "mean_words_b": float(len_b.mean()),
         "undecided_orders": undecided,
         "position_bias": _position_bias(rows),
     }

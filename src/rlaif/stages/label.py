@@ -50,7 +50,9 @@ def run(cfg: PipelineConfig, rundir: RunDir, stage: str = "label") -> dict:
     prompt = make_prompt("summarize", section.prompt_style, section.labeler.max_rationale_tokens, section.fewshot_file)
     labeler = make_labeler(section.labeler)
     with AppendLog(out.dir / "labels.jsonl") as labels, AppendLog(out.dir / "failures.jsonl") as failures:
-        stats = annotate(pairs, lambda p: judge_text_from_prompt(p["prompt"]), labeler, prompt, labels, failures, section.undecided)
+        stats = annotate(
+            pairs, lambda p: judge_text_from_prompt(p["prompt"]), labeler, prompt, labels, failures, section.undecided
+        )
         records = labels.rows
     metrics = {**label_metrics(records), **_run_info(stats, labeler, prompt), "resumed": out.resumed}
     _print_summary("label", metrics, out.dir / "labels.jsonl")
@@ -74,40 +76,74 @@ def run_alignment(cfg: PipelineConfig, rundir: RunDir) -> dict:
         min_confidence = section.alignment_min_confidence if task == "summarize" else None
         pairs, report = comparison_pairs(task_sources, min_confidence, section.alignment_max_pairs)
         if not pairs:
-            raise DataError(f"label.alignment_{task}: no comparisons left after label.alignment_min_confidence="
-                            f"{min_confidence} ({report['below_confidence']} below it or without a confidence)")
+            raise DataError(
+                f"label.alignment_{task}: no comparisons left after label.alignment_min_confidence="
+                f"{min_confidence} ({report['below_confidence']} below it or without a confidence)"
+            )
         # Exemplars are written for one task (TL;DR), so the dialogue set is judged 0-shot.
         fewshot = section.fewshot_file if task == "summarize" else None
         prompt = make_prompt(task, section.prompt_style, section.labeler.max_rationale_tokens, fewshot)
         text_of = judge_text_from_prompt if task == "summarize" else dialogue_context
         with AppendLog(out.dir / f"{task}.jsonl") as labels, AppendLog(out.dir / f"{task}_failures.jsonl") as failures:
-            stats = annotate(pairs, lambda p: text_of(p["prompt"]), labeler, prompt, labels, failures, section.undecided,
-                             desc=f"alignment {task}")
+            stats = annotate(
+                pairs,
+                lambda p: text_of(p["prompt"]),
+                labeler,
+                prompt,
+                labels,
+                failures,
+                section.undecided,
+                desc=f"alignment {task}",
+            )
             records = labels.rows
-        metrics[task] = {**label_metrics(records), **_run_info(stats, labeler, prompt), **report,
-                         "sources": [ds.path for ds in task_sources]}
+        metrics[task] = {
+            **label_metrics(records),
+            **_run_info(stats, labeler, prompt),
+            **report,
+            "sources": [ds.path for ds in task_sources],
+        }
         _print_summary(f"alignment {task}", metrics[task], out.dir / f"{task}.jsonl")
     failed = sum(m["failed"] for m in metrics.values())
-    _check_failures({"failed": failed}, sum(m["pairs"] + m["failed"] for m in metrics.values()), section.max_failed_fraction, out.dir)
+    _check_failures(
+        {"failed": failed},
+        sum(m["pairs"] + m["failed"] for m in metrics.values()),
+        section.max_failed_fraction,
+        out.dir,
+    )
     rundir.finish(out, metrics)
     return metrics
 
 
-def comparison_pairs(sources: list[DatasetConfig], min_confidence: int | None, max_pairs: int) -> tuple[list[dict], dict]:
+def comparison_pairs(
+    sources: list[DatasetConfig], min_confidence: int | None, max_pairs: int
+) -> tuple[list[dict], dict]:
     """Human comparisons as pairs with a `human_choice`. Which response is `a` is decided by a hash
     of the id, so the human-preferred one is first in half the pairs and the AI label cannot agree
     by favouring a fixed slot."""
     load_report = LoadReport()
     rows = load_comparisons(sources, load_report)
-    kept = [r for r in rows if min_confidence is None or (r["confidence"] is not None and r["confidence"] >= min_confidence)]
+    kept = [
+        r for r in rows if min_confidence is None or (r["confidence"] is not None and r["confidence"] >= min_confidence)
+    ]
     pairs = []
     for row in kept[:max_pairs]:
         chosen_first = int(hashlib.sha1(row["id"].encode()).hexdigest(), 16) % 2 == 0
         a, b = (row["chosen"], row["rejected"]) if chosen_first else (row["rejected"], row["chosen"])
-        pairs.append({"id": row["id"], "prompt": row["prompt"], "summary_a": a, "summary_b": b,
-                      "human_choice": "a" if chosen_first else "b"})
-    report = {"comparisons_loaded": len(rows), "below_confidence": len(rows) - len(kept),
-              "skipped_bad_rows": load_report.skipped_bad, "duplicate_rows": load_report.duplicates}
+        pairs.append(
+            {
+                "id": row["id"],
+                "prompt": row["prompt"],
+                "summary_a": a,
+                "summary_b": b,
+                "human_choice": "a" if chosen_first else "b",
+            }
+        )
+    report = {
+        "comparisons_loaded": len(rows),
+        "below_confidence": len(rows) - len(kept),
+        "skipped_bad_rows": load_report.skipped_bad,
+        "duplicate_rows": load_report.duplicates,
+    }
     return pairs, report
 
 
@@ -117,17 +153,26 @@ def dialogue_context(prompt: str) -> str:
 
 
 def _run_info(stats: dict, labeler, prompt) -> dict:
-    return {"failed": stats["failed"], "labeled_now": stats["labeled_now"], "seconds": round(stats["seconds"], 2),
-            "pairs_per_minute": stats["pairs_per_minute"], "backend": labeler.backend, "model": labeler.model,
-            "prompt_id": prompt.prompt_id}
+    return {
+        "failed": stats["failed"],
+        "labeled_now": stats["labeled_now"],
+        "seconds": round(stats["seconds"], 2),
+        "pairs_per_minute": stats["pairs_per_minute"],
+        "backend": labeler.backend,
+        "model": labeler.model,
+        "prompt_id": prompt.prompt_id,
+    }
 
 
 def _print_summary(what: str, m: dict, path) -> None:
     rate = f"{m['pairs_per_minute']:.1f} pairs/min" if m.get("pairs_per_minute") else "nothing new"
     align = m.get("alignment_with_humans")
     align_text = f", alignment {align['accuracy']:.3f}" if align and align["accuracy"] is not None else ""
-    print(f"[rlaif] {what}: {m['pairs']} labeled, {m['undecided']} undecided, {m['failed']} failed "
-          f"({rate}){align_text} -> {path}", flush=True)
+    print(
+        f"[rlaif] {what}: {m['pairs']} labeled, {m['undecided']} undecided, {m['failed']} failed "
+        f"({rate}){align_text} -> {path}",
+        flush=True,
+    )
 
 
 def _check_failures(metrics: dict, total: int, allowed: float, out_dir) -> None:
@@ -136,4 +181,5 @@ def _check_failures(metrics: dict, total: int, allowed: float, out_dir) -> None:
         write_json(out_dir / "metrics.json", metrics)  # the partial picture stays readable
         raise LabelingIncomplete(
             f"{failed} of {total} pairs failed after every retry (see {out_dir}/failures*.jsonl); "
-            f"rerun the same command to retry just those, or raise label.max_failed_fraction")
+            f"rerun the same command to retry just those, or raise label.max_failed_fraction"
+        )

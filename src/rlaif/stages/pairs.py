@@ -37,7 +37,9 @@ def single_process(stage: str) -> None:
     """Sampling and labeling are inference: one process does them. Several ranks would each
     append the same rows, so a multi-process launch is refused rather than deduplicated."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ConfigError(f"stage {stage} runs in one process; start it with `rlaif {stage} CONFIG`, not accelerate launch")
+        raise ConfigError(
+            f"stage {stage} runs in one process; start it with `rlaif {stage} CONFIG`, not accelerate launch"
+        )
 
 
 def prompt_pool_split(posts: Dataset, num_posts: int | None) -> tuple[Dataset, Dataset]:
@@ -86,7 +88,10 @@ def run(cfg: PipelineConfig, rundir: RunDir, stage: str = "pairs") -> dict:
         "duplicate_rows": load_report.duplicates,
         "resumed": out.resumed,
     }
-    print(f"[rlaif] pairs: {len(rows)} pairs ({len(todo)} new) in {metrics['seconds']:.0f}s -> {out.dir / 'pairs.jsonl'}", flush=True)
+    print(
+        f"[rlaif] pairs: {len(rows)} pairs ({len(todo)} new) in {metrics['seconds']:.0f}s -> {out.dir / 'pairs.jsonl'}",
+        flush=True,
+    )
     rundir.finish(out, metrics)
     return metrics
 
@@ -100,12 +105,32 @@ def _sample_batch(model, tokenizer, batch: list[tuple[int, dict]], cfg: Pipeline
         text = truncate_post(tokenizer, post["post"], post["subreddit"], post["title"], cfg.data.max_prompt_tokens)
         prompts.append(format_prompt(text, post["subreddit"], post["title"]))
         records.append({"id": post["id"], "post": text})
-    samples = generate(model, tokenizer, prompts, max_new_tokens=section.max_new_tokens, temperature=section.temperature,
-                       batch_size=len(prompts), num_return_sequences=2)
-    settings = {"model": "sft/model", "temperature": section.temperature, "max_new_tokens": section.max_new_tokens, "seed": seed}
+    samples = generate(
+        model,
+        tokenizer,
+        prompts,
+        max_new_tokens=section.max_new_tokens,
+        temperature=section.temperature,
+        batch_size=len(prompts),
+        num_return_sequences=2,
+    )
+    settings = {
+        "model": "sft/model",
+        "temperature": section.temperature,
+        "max_new_tokens": section.max_new_tokens,
+        "seed": seed,
+    }
     return [
-        {"id": rec["id"], "prompt": prompt, "post": rec["post"], "summary_a": a.text, "summary_b": b.text,
-         "a_ended_with_eos": a.ended_with_eos, "b_ended_with_eos": b.ended_with_eos, "generation": settings}
+        {
+            "id": rec["id"],
+            "prompt": prompt,
+            "post": rec["post"],
+            "summary_a": a.text,
+            "summary_b": b.text,
+            "a_ended_with_eos": a.ended_with_eos,
+            "b_ended_with_eos": b.ended_with_eos,
+            "generation": settings,
+        }
         for rec, prompt, (a, b) in zip(records, prompts, samples)
     ]
 

@@ -13,15 +13,18 @@ import json
 import time
 from pathlib import Path
 
-from rlaif import plots
 from rlaif.artifacts import RunDir, atomic_write_text, is_main_process
 from rlaif.config import PipelineConfig, to_yaml
 from rlaif.jsonl import read_jsonl
-from rlaif.report_render import Doc, fmt
-from rlaif.stages.report_results import label_position_bias, results_section, samples_section
+from rlaif.report import plots
+from rlaif.report.render import Doc, fmt
+from rlaif.report.results import label_position_bias, results_section, samples_section
 
 PIPELINE = ("sft", "pairs", "label", "label_alignment", "reward", "rl", "reward_rlhf", "rl_rlhf", "evaluate")
-ARM_SECTION = {"reward_rlhf": "reward_rlhf", "rl_rlhf": "reward_rlhf"}  # an RLHF-arm stage exists when this section is set
+ARM_SECTION = {
+    "reward_rlhf": "reward_rlhf",
+    "rl_rlhf": "reward_rlhf",
+}  # an RLHF-arm stage exists when this section is set
 
 
 def upstream(cfg: PipelineConfig, stage: str = "report") -> tuple[str, ...]:
@@ -47,7 +50,11 @@ def run(cfg: PipelineConfig, rundir: RunDir, stage: str = "report") -> dict:
         (plots_dir / f"{name}.png").write_bytes(png)
     atomic_write_text(out.dir / "report.md", doc.markdown())
     atomic_write_text(out.dir / "report.html", doc.html())
-    metrics = {"figures": sorted(doc.figures), "stages_shown": list(upstream(cfg)), "seconds": round(time.time() - t0, 2)}
+    metrics = {
+        "figures": sorted(doc.figures),
+        "stages_shown": list(upstream(cfg)),
+        "seconds": round(time.time() - t0, 2),
+    }
     print(f"[rlaif] report: {out.dir / 'report.html'} ({len(doc.figures)} figures)", flush=True)
     rundir.finish(out, metrics)
     return metrics
@@ -69,10 +76,17 @@ def build(cfg: PipelineConfig, rundir: RunDir) -> Doc:
             continue
         entry = manifest.get(name)
         if name == "label_alignment" and not entry:
-            doc.not_run("labeler alignment with human comparisons", "not run (`rlaif label CONFIG --eval-alignment` measures it)")
+            doc.not_run(
+                "labeler alignment with human comparisons",
+                "not run (`rlaif label CONFIG --eval-alignment` measures it)",
+            )
             continue
         if not entry or entry.get("status") != "done":
-            status = "not run" if not entry else f"{entry.get('status')}" + (f" ({entry['error']})" if entry.get("error") else "")
+            status = (
+                "not run"
+                if not entry
+                else f"{entry.get('status')}" + (f" ({entry['error']})" if entry.get("error") else "")
+            )
             doc.not_run(f"stage {name}", status)
             continue
         d = rundir.stage_dir(name)
@@ -93,7 +107,16 @@ def _timings(doc: Doc, manifest: dict) -> None:
     for name in PIPELINE:
         e = manifest.get(name)
         if e:
-            rows.append([name, e.get("status", "?"), e.get("seconds"), e.get("attempts"), e.get("finished_at", "—"), e.get("fingerprint", "")])
+            rows.append(
+                [
+                    name,
+                    e.get("status", "?"),
+                    e.get("seconds"),
+                    e.get("attempts"),
+                    e.get("finished_at", "—"),
+                    e.get("fingerprint", ""),
+                ]
+            )
         else:
             rows.append([name, "not run", None, None, "—", ""])
     doc.table(["stage", "status", "seconds", "attempts", "finished", "fingerprint"], rows)
@@ -130,7 +153,11 @@ def _sft(doc: Doc, name: str, d: Path) -> None:
     val = [(r["step"], r["eval_loss"]) for r in history if "eval_loss" in r and "step" in r]
     series = {k: tuple(zip(*v)) for k, v in (("train loss", train), ("validation loss", val)) if v}
     if series:
-        doc.figure(f"{name}_loss", plots.line_plot(series, "SFT loss (summary tokens + EOS)", "optimizer step", "cross-entropy"), "SFT loss curve")
+        doc.figure(
+            f"{name}_loss",
+            plots.line_plot(series, "SFT loss (summary tokens + EOS)", "optimizer step", "cross-entropy"),
+            "SFT loss curve",
+        )
     else:
         doc.p("No loss history in sft/log_history.jsonl.")
     _generic(doc, name, d)
@@ -141,17 +168,28 @@ def _label(doc: Doc, name: str, d: Path) -> None:
     rows = read_jsonl(path) if path.exists() else []
     if rows:
         orders = [(o.get("order"), o.get("p_first"), o.get("p_second")) for r in rows for o in r.get("orders", [])]
-        by_order = {f"P(first slot), order {k}": [p for o, p, _ in orders if o == k and p is not None] for k in ("ab", "ba")}
+        by_order = {
+            f"P(first slot), order {k}": [p for o, p, _ in orders if o == k and p is not None] for k in ("ab", "ba")
+        }
         bias = label_position_bias(rows)
         p_a = [r["p_a"] for r in rows if r.get("p_a") is not None]
         confidence = [max(p, 1 - p) for p in p_a]
-        doc.p(f"{len(rows)} labeled pairs; {sum(r.get('undecided', False) for r in rows)} undecided. "
-              f"Position bias: the preferred slot stays the same when the order is swapped in "
-              f"{fmt(bias['flip_rate'])} of pairs (0 = consistent, 1 = reads only the position); "
-              f"{fmt(bias['first_rate'])} of single answers chose the first slot (0.5 = unbiased).")
-        panels = {**{k: v for k, v in by_order.items() if v}, "soft label P(a > b)": p_a, "confidence max(p, 1-p)": confidence}
-        doc.figure(f"{name}_position_confidence", plots.histograms(panels, "AI labels: position bias and confidence"),
-                   "label position bias and confidence histograms")
+        doc.p(
+            f"{len(rows)} labeled pairs; {sum(r.get('undecided', False) for r in rows)} undecided. "
+            f"Position bias: the preferred slot stays the same when the order is swapped in "
+            f"{fmt(bias['flip_rate'])} of pairs (0 = consistent, 1 = reads only the position); "
+            f"{fmt(bias['first_rate'])} of single answers chose the first slot (0.5 = unbiased)."
+        )
+        panels = {
+            **{k: v for k, v in by_order.items() if v},
+            "soft label P(a > b)": p_a,
+            "confidence max(p, 1-p)": confidence,
+        }
+        doc.figure(
+            f"{name}_position_confidence",
+            plots.histograms(panels, "AI labels: position bias and confidence"),
+            "label position bias and confidence histograms",
+        )
     else:
         doc.p("labels/labels.jsonl is absent or empty.")
     _generic(doc, name, d)
@@ -164,7 +202,9 @@ def _reward(doc: Doc, name: str, d: Path) -> None:
         doc.table(["accuracy", "value"], accuracy)
     calibration = metrics.get("calibration")
     if isinstance(calibration, dict) and any(calibration.values()):
-        doc.figure(f"{name}_calibration", plots.calibration_plot(calibration, f"{name}: calibration"), f"{name} calibration")
+        doc.figure(
+            f"{name}_calibration", plots.calibration_plot(calibration, f"{name}: calibration"), f"{name} calibration"
+        )
     _generic(doc, name, d)
 
 
@@ -193,9 +233,17 @@ def _rl(doc: Doc, name: str, d: Path) -> None:
             panels[panel][key] = tuple(zip(*points))
     panels = {k: v for k, v in panels.items() if v}
     if panels:
-        doc.figure(f"{name}_curves", plots.curves_grid(panels, f"{name}: PPO curves", "step"), f"{name} reward, KL and length curves")
+        doc.figure(
+            f"{name}_curves",
+            plots.curves_grid(panels, f"{name}: PPO curves", "step"),
+            f"{name} reward, KL and length curves",
+        )
     else:
-        doc.p(f"No reward, KL or length columns in {name}/metrics.jsonl." if rows else f"{name}/metrics.jsonl is absent or empty.")
+        doc.p(
+            f"No reward, KL or length columns in {name}/metrics.jsonl."
+            if rows
+            else f"{name}/metrics.jsonl is absent or empty."
+        )
     _generic(doc, name, d)
 
 

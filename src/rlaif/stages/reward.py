@@ -5,7 +5,7 @@ data.reference_posts plus SFT samples (reference_preferred); starts from sft/mod
 names another. Writes <stage>/{model/, metrics.json, log_history.jsonl, checkpoints/,
 reference_samples.jsonl (reference_preferred only)}. model/ is a plain
 AutoModelForSequenceClassification folder (num_labels=1) whose config carries reward_bias and
-reward_max_length; rlaif.reward_model.score applies both. `--eval-only` scores a saved model on
+reward_max_length; rlaif.reward.model.score applies both. `--eval-only` scores a saved model on
 `eval_comparisons` and writes <stage>/eval_only_metrics.json, leaving the manifest alone.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from rlaif.artifacts import RunDir, is_main_process, write_json
 from rlaif.config import ConfigError, PipelineConfig, RewardConfig
 from rlaif.models import load_causal_lm, load_tokenizer
-from rlaif.reward_data import (
+from rlaif.reward.data import (
     human_pairs,
     label_pairs,
     reference_pairs,
@@ -25,13 +25,15 @@ from rlaif.reward_data import (
     sample_for_references,
     split_pairs,
 )
-from rlaif.reward_losses import normalization_bias
-from rlaif.reward_model import build_reward_model, freeze_bottom_layers, load_reward_model, raw_scores
-from rlaif.reward_trainer import PairCollator, PairwiseRewardTrainer, evaluate_pairs, tokenize_pairs
+from rlaif.reward.losses import normalization_bias
+from rlaif.reward.model import build_reward_model, freeze_bottom_layers, load_reward_model, raw_scores
+from rlaif.reward.trainer import PairCollator, PairwiseRewardTrainer, evaluate_pairs, tokenize_pairs
 from rlaif.training import apply_lora, save_final_model, train_resuming, training_arguments, write_jsonl
 
-PROXY_NOTE = ("reference_preferred is a PROXY for human comparisons: a human wrote the preferred summary, "
-              "but no human compared the two summaries")
+PROXY_NOTE = (
+    "reference_preferred is a PROXY for human comparisons: a human wrote the preferred summary, "
+    "but no human compared the two summaries"
+)
 
 
 def upstream(cfg: PipelineConfig, stage: str = "reward") -> tuple[str, ...]:
@@ -109,21 +111,33 @@ def run(cfg: PipelineConfig, rundir: RunDir, stage: str = "reward", eval_only: b
         save_final_model(final, tokenizer, out.dir / "model")
         write_jsonl(out.dir / "log_history.jsonl", trainer.state.log_history)
         shown = [f"{k} {metrics[k]:.3f}" for k in ("accuracy_heldout", "accuracy_human") if k in metrics]
-        print(f"[rlaif] {stage}: {', '.join(shown + [f'train {train_seconds:.0f}s'])}; model in {out.dir / 'model'}", flush=True)
+        print(
+            f"[rlaif] {stage}: {', '.join(shown + [f'train {train_seconds:.0f}s'])}; model in {out.dir / 'model'}",
+            flush=True,
+        )
     metrics["seconds"] = round(time.time() - t0, 2)
     rundir.finish(out, metrics)
     return metrics
 
 
-def _training_pairs(cfg: PipelineConfig, rundir: RunDir, rm: RewardConfig, tokenizer, out_dir: Path) -> tuple[list[dict], dict]:
+def _training_pairs(
+    cfg: PipelineConfig, rundir: RunDir, rm: RewardConfig, tokenizer, out_dir: Path
+) -> tuple[list[dict], dict]:
     if rm.source == "ai_labels":
         pairs, undecided = label_pairs(rundir.stage_dir("label") / "labels.jsonl")
         return pairs, {"undecided_dropped": undecided}
     if rm.source == "human":
         return human_pairs(tokenizer, rm.comparisons, rm.min_confidence, cfg.data.max_prompt_tokens)
     policy = load_causal_lm(str(rundir.stage_dir("sft") / "model"), tokenizer)
-    samples = sample_for_references(policy, tokenizer, reference_records(cfg, tokenizer), out_dir / "reference_samples.jsonl",
-                                    rm, cfg.data.max_summary_tokens, cfg.seed)
+    samples = sample_for_references(
+        policy,
+        tokenizer,
+        reference_records(cfg, tokenizer),
+        out_dir / "reference_samples.jsonl",
+        rm,
+        cfg.data.max_summary_tokens,
+        cfg.seed,
+    )
     pairs = reference_pairs(samples)
     return pairs, {"reference_posts": len(samples), "sample_equals_reference": len(samples) - len(pairs)}
 
@@ -168,7 +182,11 @@ def _normalize(model, tokenizer, cfg: PipelineConfig, rm: RewardConfig, train_pa
     n = rm.normalization_examples
     if cfg.data.reference_posts:
         records = reference_records(cfg, tokenizer)[:n]
-        prompts, summaries, name = [r["prompt"] for r in records], [r["reference"] for r in records], "data.reference_posts references"
+        prompts, summaries, name = (
+            [r["prompt"] for r in records],
+            [r["reference"] for r in records],
+            "data.reference_posts references",
+        )
     else:
         half = train_pairs[: max(1, n // 2)]
         prompts = [p["prompt"] for p in half] * 2
@@ -190,11 +208,18 @@ def evaluate_only(cfg: PipelineConfig, rundir: RunDir, stage: str) -> dict:
     t0 = time.time()
     model, tokenizer = load_reward_model(str(path), rm.dtype)
     metrics = {"model": str(path), "comparisons": [ds.path for ds in rm.eval_comparisons]}
-    metrics.update(_human_metrics(model, tokenizer, rm, getattr(model.config, "reward_max_length", None), cfg.data.max_prompt_tokens))
+    metrics.update(
+        _human_metrics(
+            model, tokenizer, rm, getattr(model.config, "reward_max_length", None), cfg.data.max_prompt_tokens
+        )
+    )
     metrics["seconds"] = round(time.time() - t0, 2)
     if is_main_process():
         rundir.stage_dir(stage).mkdir(parents=True, exist_ok=True)
         write_json(rundir.stage_dir(stage) / "eval_only_metrics.json", metrics)
-        print(f"[rlaif] {stage} --eval-only: accuracy_human {metrics['accuracy_human']:.3f} on {metrics['human_pairs']} pairs "
-              f"(confidence >= {rm.eval_min_confidence}); written to {rundir.stage_dir(stage) / 'eval_only_metrics.json'}", flush=True)
+        print(
+            f"[rlaif] {stage} --eval-only: accuracy_human {metrics['accuracy_human']:.3f} on {metrics['human_pairs']} pairs "
+            f"(confidence >= {rm.eval_min_confidence}); written to {rundir.stage_dir(stage) / 'eval_only_metrics.json'}",
+            flush=True,
+        )
     return metrics

@@ -50,8 +50,10 @@ def rl_prompts(cfg: PipelineConfig, tokenizer) -> list[dict]:
         posts, _ = load_posts(cfg.data.prompts)
         skip = cfg.pairs.num_posts or 0
         if skip >= len(posts):
-            raise DataError(f"pairs.num_posts={skip} uses all {len(posts)} posts of data.prompts; none is left for RL "
-                            "(lower it, add posts, or set rl.prompts)")
+            raise DataError(
+                f"pairs.num_posts={skip} uses all {len(posts)} posts of data.prompts; none is left for RL "
+                "(lower it, add posts, or set rl.prompts)"
+            )
         posts = posts.select(range(skip, len(posts)))
     else:
         raise ConfigError("rl.prompts: empty and so is data.prompts; RL needs posts to optimise on")
@@ -67,7 +69,7 @@ def _reward(cfg: PipelineConfig, rundir: RunDir, stage: str, tokenizer, sft_path
         from rlaif.rl.direct import DirectReward
 
         return DirectReward(rl.direct_labeler or cfg.label.labeler), None, None, None
-    from rlaif.reward_model import load_reward_model
+    from rlaif.reward.model import load_reward_model
     from rlaif.rl.rewards import RewardModelReward, shared_base_adapter
 
     path = str(rundir.stage_dir(REWARD_STAGE[stage]) / "model")
@@ -115,27 +117,42 @@ def run(cfg: PipelineConfig, rundir: RunDir, stage: str = "rl") -> dict:
     train_seconds = time.time() - train_t0
 
     metrics = {
-        "mode": rl.mode, "reward_source": "direct" if uses_direct_reward(cfg, stage) else "reward_model",
-        "reward_model": "adapter on the policy's base" if shared_adapter is not None else rm_path, "steps": trainer.num_steps,
-        "episodes": trainer.num_steps * trainer.global_batch, "processes": accelerator.num_processes,
-        "prompts_available": len(prompts), "resumed_after_step": resumed_at,
+        "mode": rl.mode,
+        "reward_source": "direct" if uses_direct_reward(cfg, stage) else "reward_model",
+        "reward_model": "adapter on the policy's base" if shared_adapter is not None else rm_path,
+        "steps": trainer.num_steps,
+        "episodes": trainer.num_steps * trainer.global_batch,
+        "processes": accelerator.num_processes,
+        "prompts_available": len(prompts),
+        "resumed_after_step": resumed_at,
         "train_seconds": round(train_seconds, 2),
-        "episodes_per_second": round((trainer.num_steps - (resumed_at or 0)) * trainer.global_batch / max(train_seconds, 1e-9), 4),
+        "episodes_per_second": round(
+            (trainer.num_steps - (resumed_at or 0)) * trainer.global_batch / max(train_seconds, 1e-9), 4
+        ),
         "last_step": last,
     }
     if is_main_process():
         if rl.heldout_posts and cfg.data.eval:
             posts, _ = load_posts(cfg.data.eval)
-            records = [{"id": p["id"], "prompt": build_prompt(tokenizer, p, cfg.data.max_prompt_tokens)}
-                       for p in posts.select(range(min(rl.heldout_posts, len(posts))))]
+            records = [
+                {"id": p["id"], "prompt": build_prompt(tokenizer, p, cfg.data.max_prompt_tokens)}
+                for p in posts.select(range(min(rl.heldout_posts, len(posts))))
+            ]
             summary, rows = heldout_eval(models, tokenizer, records, rl, cfg.seed, rl.forward_batch_size)
             metrics.update(summary)
             write_jsonl(out.dir / "heldout.jsonl", rows)
         save_policy(models, tokenizer, out.dir / "model")
         shutil.rmtree(out.dir / "checkpoints", ignore_errors=True)  # model/ is complete: nothing left to resume
-        gain = f"; held-out RM score {metrics['heldout/sft_score']:.3f} (SFT) -> {metrics['heldout/policy_score']:.3f}, " \
-               f"KL {metrics['heldout/kl_to_sft']:.2f}" if "heldout/sft_score" in metrics else ""
-        print(f"[rlaif] {stage}: {metrics['episodes']} episodes in {train_seconds:.0f}s{gain}; model in {out.dir / 'model'}", flush=True)
+        gain = (
+            f"; held-out RM score {metrics['heldout/sft_score']:.3f} (SFT) -> {metrics['heldout/policy_score']:.3f}, "
+            f"KL {metrics['heldout/kl_to_sft']:.2f}"
+            if "heldout/sft_score" in metrics
+            else ""
+        )
+        print(
+            f"[rlaif] {stage}: {metrics['episodes']} episodes in {train_seconds:.0f}s{gain}; model in {out.dir / 'model'}",
+            flush=True,
+        )
         log_rows(cfg, stage, read_log(out.dir / "metrics.jsonl"))  # mirror to tensorboard / wandb when configured
     barrier()
     metrics["seconds"] = round(time.time() - t0, 2)

@@ -115,7 +115,10 @@ def run(cfg: PipelineConfig, rundir: RunDir, stage: str = "sft") -> dict:
         write_jsonl(out.dir / "samples.jsonl", _samples(trainer.model, tokenizer, val_set, val_posts, sft))
         eos_rate = _mean(json.loads(line)["ended_with_eos"] for line in open(out.dir / "samples.jsonl"))
         metrics["sample_eos_rate"] = eos_rate
-        print(f"[rlaif] sft: eval loss {eval_before:.4f} -> {eval_after:.4f} in {train_seconds:.0f}s; model in {out.dir / 'model'}", flush=True)
+        print(
+            f"[rlaif] sft: eval loss {eval_before:.4f} -> {eval_after:.4f} in {train_seconds:.0f}s; model in {out.dir / 'model'}",
+            flush=True,
+        )
     rundir.finish(out, metrics)
     return metrics
 
@@ -125,8 +128,13 @@ def _samples(model, tokenizer, val_set, val_posts, sft) -> list[dict]:
     prompts = [val_set[i]["prompt"] for i in range(n)]
     generations = generate(model, tokenizer, prompts, max_new_tokens=sft.sample_max_new_tokens, desc="sft samples")
     return [
-        {"id": val_posts[i]["id"], "prompt": prompts[i], "reference": val_posts[i]["summary"],
-         "generated": g[0].text, "ended_with_eos": g[0].ended_with_eos}
+        {
+            "id": val_posts[i]["id"],
+            "prompt": prompts[i],
+            "reference": val_posts[i]["summary"],
+            "generated": g[0].text,
+            "ended_with_eos": g[0].ended_with_eos,
+        }
         for i, g in enumerate(generations)
     ]
 

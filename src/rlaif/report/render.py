@@ -106,15 +106,22 @@ class Doc:
                 headers, rows, css = block[1], block[2], block[3]
                 head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
                 lines = ["<tr>" + "".join(_html_cell(c) for c in row) + "</tr>" for row in rows]
-                body.append(f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>{"".join(lines)}</tbody></table>')
+                body.append(
+                    f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>{"".join(lines)}</tbody></table>'
+                )
             elif kind == "pre":
                 body.append(f"<pre>{html.escape(block[1])}</pre>")
             elif kind == "img":
                 data = base64.b64encode(self.figures[block[1]]).decode("ascii")
-                body.append(f'<img src="data:image/png;base64,{data}" alt="{html.escape(block[2])}" data-figure="{html.escape(block[1])}">')
-        return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-                f"<title>{html.escape(self.title)}</title><style>{CSS}</style></head>\n<body>\n"
-                + "\n".join(body) + "\n</body></html>\n")
+                body.append(
+                    f'<img src="data:image/png;base64,{data}" alt="{html.escape(block[2])}" data-figure="{html.escape(block[1])}">'
+                )
+        return (
+            '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f"<title>{html.escape(self.title)}</title><style>{CSS}</style></head>\n<body>\n"
+            + "\n".join(body)
+            + "\n</body></html>\n"
+        )
 
 
 def fmt(value, digits: int = 3) -> str:
@@ -124,7 +131,7 @@ def fmt(value, digits: int = 3) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, float):
-        return f"{value:.{digits}f}" if abs(value) >= 10 ** -digits or value == 0 else f"{value:.2e}"
+        return f"{value:.{digits}f}" if abs(value) >= 10**-digits or value == 0 else f"{value:.2e}"
     return str(value)
 
 

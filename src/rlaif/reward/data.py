@@ -47,8 +47,16 @@ def label_pairs(path: Path) -> tuple[list[dict], int]:
                 continue
             if isinstance(p_a, bool) or not isinstance(p_a, (int, float)) or not 0.0 <= p_a <= 1.0:
                 raise DataError(f"{where}: field 'p_a' must be a probability in [0, 1], got {p_a!r}")
-            pairs.append({"id": row["id"], "prompt": row["prompt"], "summary_a": row["summary_a"],
-                          "summary_b": row["summary_b"], "p_a": float(p_a), "confidence": None})
+            pairs.append(
+                {
+                    "id": row["id"],
+                    "prompt": row["prompt"],
+                    "summary_a": row["summary_a"],
+                    "summary_b": row["summary_b"],
+                    "p_a": float(p_a),
+                    "confidence": None,
+                }
+            )
     if not pairs:
         raise DataError(f"{path}: no decided labels (rows {undecided} undecided)")
     return pairs, undecided
@@ -63,7 +71,9 @@ def fit_prompt(tokenizer, prompt: str, max_tokens: int) -> str:
     return build_prompt(tokenizer, parsed, max_tokens)
 
 
-def human_pairs(tokenizer, sources: list[DatasetConfig], min_confidence: int | None, max_prompt_tokens: int) -> tuple[list[dict], dict]:
+def human_pairs(
+    tokenizer, sources: list[DatasetConfig], min_confidence: int | None, max_prompt_tokens: int
+) -> tuple[list[dict], dict]:
     """Comparisons as pairs with a = chosen, keeping those with confidence >= min_confidence (or none)."""
     report = LoadReport()
     comparisons = load_comparisons(sources, report)
@@ -72,11 +82,25 @@ def human_pairs(tokenizer, sources: list[DatasetConfig], min_confidence: int | N
         if min_confidence is not None and row["confidence"] is not None and row["confidence"] < min_confidence:
             low += 1
             continue
-        pairs.append({"id": row["id"], "prompt": fit_prompt(tokenizer, row["prompt"], max_prompt_tokens),
-                      "summary_a": row["chosen"], "summary_b": row["rejected"], "p_a": 1.0, "confidence": row["confidence"]})
+        pairs.append(
+            {
+                "id": row["id"],
+                "prompt": fit_prompt(tokenizer, row["prompt"], max_prompt_tokens),
+                "summary_a": row["chosen"],
+                "summary_b": row["rejected"],
+                "p_a": 1.0,
+                "confidence": row["confidence"],
+            }
+        )
     if not pairs:
-        raise DataError(f"no comparisons left in {', '.join(s.path for s in sources)} after min confidence {min_confidence}")
-    return pairs, {"skipped_bad_rows": report.skipped_bad, "duplicate_rows": report.duplicates, "below_min_confidence": low}
+        raise DataError(
+            f"no comparisons left in {', '.join(s.path for s in sources)} after min confidence {min_confidence}"
+        )
+    return pairs, {
+        "skipped_bad_rows": report.skipped_bad,
+        "duplicate_rows": report.duplicates,
+        "below_min_confidence": low,
+    }
 
 
 def reference_records(cfg: PipelineConfig, tokenizer) -> list[dict]:
@@ -86,8 +110,13 @@ def reference_records(cfg: PipelineConfig, tokenizer) -> list[dict]:
     records = []
     for post in posts:
         ids = tokenizer(" " + post["summary"], add_special_tokens=False).input_ids[: cfg.data.max_summary_tokens]
-        records.append({"id": post["id"], "prompt": build_prompt(tokenizer, post, cfg.data.max_prompt_tokens),
-                        "reference": tokenizer.decode(ids, skip_special_tokens=True).strip()})
+        records.append(
+            {
+                "id": post["id"],
+                "prompt": build_prompt(tokenizer, post, cfg.data.max_prompt_tokens),
+                "reference": tokenizer.decode(ids, skip_special_tokens=True).strip(),
+            }
+        )
     return records
 
 
@@ -111,7 +140,9 @@ def read_done(path: Path) -> dict[str, dict]:
     return done
 
 
-def sample_for_references(model, tokenizer, records: list[dict], path: Path, rm: RewardConfig, max_new_tokens: int, seed: int) -> dict[str, dict]:
+def sample_for_references(
+    model, tokenizer, records: list[dict], path: Path, rm: RewardConfig, max_new_tokens: int, seed: int
+) -> dict[str, dict]:
     """One SFT sample per reference post, appended to `path` batch by batch; posts already there are
     skipped, so an interrupted run resumes without loss or duplicates."""
     done = read_done(path)
@@ -120,11 +151,25 @@ def sample_for_references(model, tokenizer, records: list[dict], path: Path, rm:
         for start in tqdm(range(0, len(todo), rm.sample_batch_size), desc="sft samples for references", unit="batch"):
             batch = todo[start : start + rm.sample_batch_size]
             torch.manual_seed(seed + len(done))  # depends on progress only, so a resumed run continues the same stream
-            completions = generate(model, tokenizer, [r["prompt"] for r in batch], max_new_tokens=max_new_tokens,
-                                   temperature=rm.sample_temperature, batch_size=rm.sample_batch_size)
+            completions = generate(
+                model,
+                tokenizer,
+                [r["prompt"] for r in batch],
+                max_new_tokens=max_new_tokens,
+                temperature=rm.sample_temperature,
+                batch_size=rm.sample_batch_size,
+            )
             for record, (c,) in zip(batch, completions):
-                row = {**record, "sample": c.text, "ended_with_eos": c.ended_with_eos,
-                       "generation": {"temperature": rm.sample_temperature, "max_new_tokens": max_new_tokens, "seed": seed}}
+                row = {
+                    **record,
+                    "sample": c.text,
+                    "ended_with_eos": c.ended_with_eos,
+                    "generation": {
+                        "temperature": rm.sample_temperature,
+                        "max_new_tokens": max_new_tokens,
+                        "seed": seed,
+                    },
+                }
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
                 done[row["id"]] = row
             fh.flush()
@@ -133,11 +178,23 @@ def sample_for_references(model, tokenizer, records: list[dict], path: Path, rm:
 
 def reference_pairs(samples: dict[str, dict]) -> list[dict]:
     """a = the human reference, b = the SFT sample; posts whose sample equals the reference are dropped."""
-    return [{"id": s["id"], "prompt": s["prompt"], "summary_a": s["reference"], "summary_b": s["sample"], "p_a": 1.0, "confidence": None}
-            for s in samples.values() if s["sample"].strip() != s["reference"].strip()]
+    return [
+        {
+            "id": s["id"],
+            "prompt": s["prompt"],
+            "summary_a": s["reference"],
+            "summary_b": s["sample"],
+            "p_a": 1.0,
+            "confidence": None,
+        }
+        for s in samples.values()
+        if s["sample"].strip() != s["reference"].strip()
+    ]
 
 
-def split_pairs(pairs: list[dict], validation_fraction: float, seed: int, max_examples: int | None) -> tuple[list[dict], list[dict]]:
+def split_pairs(
+    pairs: list[dict], validation_fraction: float, seed: int, max_examples: int | None
+) -> tuple[list[dict], list[dict]]:
     """(train, held out): a seeded shuffle, then the first share held out."""
     pairs = sorted(pairs, key=lambda p: p["id"])  # file order must not matter
     random.Random(seed).shuffle(pairs)

@@ -64,7 +64,9 @@ def win_rate(scores: Sequence[float]) -> float:
     return float(np.mean(scores))
 
 
-def bootstrap_ci(values: Sequence[float], statistic=np.mean, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> tuple[float, float]:
+def bootstrap_ci(
+    values: Sequence[float], statistic=np.mean, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0
+) -> tuple[float, float]:
     """Percentile bootstrap interval of `statistic` over items resampled with replacement.
 
     `values` is 1-D (one number per item) or 2-D (one row per item); `statistic` gets the resampled

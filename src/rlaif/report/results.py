@@ -8,11 +8,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rlaif import plots, stats
 from rlaif.artifacts import RunDir
 from rlaif.config import PipelineConfig
+from rlaif.evaluation import stats
 from rlaif.jsonl import read_jsonl
-from rlaif.report_render import Doc, fmt
+from rlaif.report import plots
+from rlaif.report.render import Doc, fmt
 
 SYSTEM_NAMES = {"sft": "SFT", "rl": "RL (RLAIF)", "rl_rlhf": "RL (RLHF)", "reference": "human reference"}
 UNRELIABLE_FLIP_RATE = 0.5  # a judge that keeps the slot in half the swaps is mostly reading positions
@@ -26,7 +27,9 @@ def label_position_bias(rows: list[dict]) -> dict:
     """stats.position_bias over labels.jsonl rows (each with its two `orders`)."""
     pos: dict[str, list] = {"ab": [], "ba": []}
     for r in rows:
-        got = {o.get("order"): stats.preferred_position(o.get("p_first"), o.get("p_second")) for o in r.get("orders", [])}
+        got = {
+            o.get("order"): stats.preferred_position(o.get("p_first"), o.get("p_second")) for o in r.get("orders", [])
+        }
         pos["ab"].append(got.get("ab"))
         pos["ba"].append(got.get("ba"))
     return stats.position_bias(pos["ab"], pos["ba"])
@@ -45,7 +48,9 @@ def labeler_alignment(rundir: RunDir) -> list[list[str]]:
         if align.get("accuracy") is None:
             continue
         bias = m.get("position_bias") or {}
-        rows.append([f"agreement with humans ({task}, {align.get('pairs')} pairs; 0.5 = chance)", fmt(align["accuracy"])])
+        rows.append(
+            [f"agreement with humans ({task}, {align.get('pairs')} pairs; 0.5 = chance)", fmt(align["accuracy"])]
+        )
         if bias.get("same_position_wins_rate") is not None:
             rows.append([f"same slot when swapped ({task})", fmt(bias["same_position_wins_rate"])])
     return rows
@@ -64,20 +69,44 @@ def results_section(doc: Doc, cfg: PipelineConfig, rundir: RunDir, manifest: dic
         return
     metrics = _load(rundir.stage_dir("evaluate") / "metrics.json")
     comparisons, judge = metrics.get("comparisons", {}), metrics.get("judge", {})
-    doc.p(f"{metrics.get('posts')} held-out posts ({metrics.get('posts_with_reference')} with a human reference); every "
-          f"system decodes greedily with at most {metrics.get('max_new_tokens')} new tokens. Each pair is judged in both "
-          "orders; a win needs both, a disagreement is a tie, and ties count 1/2. LC = length-controlled (AlpacaEval 2 "
-          "style logistic regression on the length difference, evaluated at equal length).")
+    doc.p(
+        f"{metrics.get('posts')} held-out posts ({metrics.get('posts_with_reference')} with a human reference); every "
+        f"system decodes greedily with at most {metrics.get('max_new_tokens')} new tokens. Each pair is judged in both "
+        "orders; a win needs both, a disagreement is a tie, and ties count 1/2. LC = length-controlled (AlpacaEval 2 "
+        "style logistic regression on the length difference, evaluated at equal length)."
+    )
     rows = []
     for name, m in comparisons.items():
         a, b = name.split(":")
         label = f"{SYSTEM_NAMES.get(a, a)} vs {SYSTEM_NAMES.get(b, b)}"
-        rows.append([label, m["win_rate"], _ci(m), m.get("lc_win_rate"), _ci(m, "lc_"),
-                     f"{m['wins']} / {m['ties']} / {m['losses']}", m["n"], (m.get("position_bias") or {}).get("flip_rate"),
-                     m.get("undecided_orders")])
+        rows.append(
+            [
+                label,
+                m["win_rate"],
+                _ci(m),
+                m.get("lc_win_rate"),
+                _ci(m, "lc_"),
+                f"{m['wins']} / {m['ties']} / {m['losses']}",
+                m["n"],
+                (m.get("position_bias") or {}).get("flip_rate"),
+                m.get("undecided_orders"),
+            ]
+        )
     if rows:
-        doc.table(["comparison (win rate of the first)", "win rate", "95% CI", "LC win rate", "LC 95% CI", "W / T / L", "n",
-                   "judge flips on swap", "undecided orders"], rows)
+        doc.table(
+            [
+                "comparison (win rate of the first)",
+                "win rate",
+                "95% CI",
+                "LC win rate",
+                "LC 95% CI",
+                "W / T / L",
+                "n",
+                "judge flips on swap",
+                "undecided orders",
+            ],
+            rows,
+        )
         forest = [(r[0], r[1], comparisons[k]["ci_low"], comparisons[k]["ci_high"]) for r, k in zip(rows, comparisons)]
         doc.figure("win_rates", plots.win_rate_plot(forest, "Win rates"), "win rates with 95% confidence intervals")
     else:
@@ -90,19 +119,27 @@ def _reliability(doc: Doc, rundir: RunDir, manifest: dict, comparisons: dict, ju
     doc.h3("Can the judge and the labeler be trusted?")
     n_orders = 2 * sum(m["n"] for m in comparisons.values())
     undecided = sum(m.get("undecided_orders", 0) for m in comparisons.values())
-    rows = [["evaluation judge", f"{judge.get('backend')} / {judge.get('model')} / {judge.get('prompt_id')}"],
-            ["judge: verdict flips when the order is swapped (same slot both times; 0 = consistent)", fmt(judge.get("flip_rate"))],
-            ["judge: answers choosing the first slot (0.5 = unbiased)", fmt(judge.get("first_rate"))],
-            ["judge: undecided orders (no `1`/`2` among top tokens)", f"{undecided} / {n_orders}"]]
+    rows = [
+        ["evaluation judge", f"{judge.get('backend')} / {judge.get('model')} / {judge.get('prompt_id')}"],
+        [
+            "judge: verdict flips when the order is swapped (same slot both times; 0 = consistent)",
+            fmt(judge.get("flip_rate")),
+        ],
+        ["judge: answers choosing the first slot (0.5 = unbiased)", fmt(judge.get("first_rate"))],
+        ["judge: undecided orders (no `1`/`2` among top tokens)", f"{undecided} / {n_orders}"],
+    ]
     label_dir = rundir.stage_dir("label")
     if manifest.get("label", {}).get("status") == "done":
         labels = read_jsonl(label_dir / "labels.jsonl") if (label_dir / "labels.jsonl").exists() else []
         bias = label_position_bias(labels)
-        rows += [["AI labeler: verdict flips when the order is swapped", fmt(bias["flip_rate"])],
-                 ["AI labeler: answers choosing the first slot", fmt(bias["first_rate"])]]
+        rows += [
+            ["AI labeler: verdict flips when the order is swapped", fmt(bias["flip_rate"])],
+            ["AI labeler: answers choosing the first slot", fmt(bias["first_rate"])],
+        ]
         alignment = labeler_alignment(rundir)
         rows += [[f"AI labeler: {k}", v] for k, v in alignment] or [
-            ["AI labeler alignment with humans", "not measured (run `rlaif label CONFIG --eval-alignment`)"]]
+            ["AI labeler alignment with humans", "not measured (run `rlaif label CONFIG --eval-alignment`)"]
+        ]
     else:
         rows.append(["AI labeler", "stage label not run"])
     doc.table(["check", "value"], rows)
@@ -111,25 +148,36 @@ def _reliability(doc: Doc, rundir: RunDir, manifest: dict, comparisons: dict, ju
     if flip is None:
         problems.append("the judge never gave a usable answer in both orders")
     elif flip >= UNRELIABLE_FLIP_RATE:
-        problems.append(f"the judge keeps the same slot in {flip:.0%} of swapped pairs, so its verdicts mostly follow position")
+        problems.append(
+            f"the judge keeps the same slot in {flip:.0%} of swapped pairs, so its verdicts mostly follow position"
+        )
     if n_orders and undecided / n_orders >= 0.5:
         problems.append(f"{undecided / n_orders:.0%} of the judge's answers were undecided")
     if comparisons and all(m["ci_low"] <= 0.5 <= m["ci_high"] for m in comparisons.values()):
         problems.append("every 95% interval contains 50%, so no comparison is distinguishable from chance")
     if problems:  # [E08]
-        doc.note("These win rates carry no evidence of a difference between the systems: " + "; ".join(problems) +
-                 ". A small judge cannot tell these summaries apart; use a stronger judge (e.g. evaluate.judge.backend="
-                 "openai_api with GPT-4o or a vLLM server) and the judge-free checks below before reading anything into them.",
-                 warn=True)
+        doc.note(
+            "These win rates carry no evidence of a difference between the systems: "
+            + "; ".join(problems)
+            + ". A small judge cannot tell these summaries apart; use a stronger judge (e.g. evaluate.judge.backend="
+            "openai_api with GPT-4o or a vLLM server) and the judge-free checks below before reading anything into them.",
+            warn=True,
+        )
     else:
-        doc.note("The judge answers consistently across orders on most pairs; the intervals above are the uncertainty from "
-                 "the number of posts only, not from the judge's own errors.")
+        doc.note(
+            "The judge answers consistently across orders on most pairs; the intervals above are the uncertainty from "
+            "the number of posts only, not from the judge's own errors."
+        )
 
 
 def _judge_free(doc: Doc, systems: dict) -> None:
     doc.h3("Judge-free checks")
     rms = sorted({k for m in systems.values() for k in m if k.startswith("rm_score/")})
-    headers = ["system", "n", "mean words", "mean tokens", "EOS rate"] + [f"{k.split('/', 1)[1]} score [95% CI]" for k in rms] + ["ROUGE-L vs reference [95% CI]"]
+    headers = (
+        ["system", "n", "mean words", "mean tokens", "EOS rate"]
+        + [f"{k.split('/', 1)[1]} score [95% CI]" for k in rms]
+        + ["ROUGE-L vs reference [95% CI]"]
+    )
     rows = []
     for name, m in systems.items():
         row = [SYSTEM_NAMES.get(name, name), m.get("n"), m.get("mean_words"), m.get("mean_tokens"), m.get("eos_rate")]
@@ -141,15 +189,20 @@ def _judge_free(doc: Doc, systems: dict) -> None:
     verdicts = []
     for name, rm in own_rm.items():  # did each RL policy move the judge-free checks above SFT?
         policy, sft = systems.get(name, {}), systems.get("sft", {})
-        parts = [f"{label} {fmt(policy[k]['mean'])} vs {fmt(sft[k]['mean'])} ({_versus(policy[k], sft[k])})"
-                 for k, label in ((rm, f"its reward model ({rm.split('/', 1)[1]})"), ("rouge_l", "ROUGE-L")) if k in policy and k in sft]
+        parts = [
+            f"{label} {fmt(policy[k]['mean'])} vs {fmt(sft[k]['mean'])} ({_versus(policy[k], sft[k])})"
+            for k, label in ((rm, f"its reward model ({rm.split('/', 1)[1]})"), ("rouge_l", "ROUGE-L"))
+            if k in policy and k in sft
+        ]
         if parts:
             verdicts.append(f"{SYSTEM_NAMES[name]}: " + "; ".join(parts) + ".")
     if verdicts:
         doc.p(" ".join(verdicts))
-    doc.p("Reward-model scores are on held-out posts; a policy trained against a reward model is scored here by that "
-          "same model too, so its score there is optimistic. ROUGE-L F1 is over lowercased word tokens, against the "
-          "human reference where the post has one.")
+    doc.p(
+        "Reward-model scores are on held-out posts; a policy trained against a reward model is scored here by that "
+        "same model too, so its score there is optimistic. ROUGE-L F1 is over lowercased word tokens, against the "
+        "human reference where the post has one."
+    )
 
 
 def _versus(policy: dict, sft: dict) -> str:

@@ -16,7 +16,9 @@ def clamp_labels(p_a: torch.Tensor, low: float, high: float) -> torch.Tensor:
     return p_a.clamp(low, high)
 
 
-def soft_preference_loss(r_a: torch.Tensor, r_b: torch.Tensor, p_a: torch.Tensor, margin: torch.Tensor | None = None) -> torch.Tensor:
+def soft_preference_loss(
+    r_a: torch.Tensor, r_b: torch.Tensor, p_a: torch.Tensor, margin: torch.Tensor | None = None
+) -> torch.Tensor:
     """Cross-entropy between sigmoid(r_a - r_b) and the label p_a, per pair (B,). [D16]
 
     With p_a exactly 1 (or 0) this is the Bradley-Terry loss -log sigmoid(r_chosen - r_rejected).
@@ -30,7 +32,9 @@ def soft_preference_loss(r_a: torch.Tensor, r_b: torch.Tensor, p_a: torch.Tensor
     return -(p_a * F.logsigmoid(diff) + (1.0 - p_a) * F.logsigmoid(-diff))
 
 
-def hard_preference_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor, margin: torch.Tensor | None = None) -> torch.Tensor:
+def hard_preference_loss(
+    r_chosen: torch.Tensor, r_rejected: torch.Tensor, margin: torch.Tensor | None = None
+) -> torch.Tensor:
     """Bradley-Terry loss -log sigmoid(r_chosen - r_rejected - margin), per pair (B,). [D16]"""
     diff = r_chosen - r_rejected
     if margin is not None:
@@ -99,12 +103,14 @@ def calibration_table(r_a: torch.Tensor, r_b: torch.Tensor, p_a: torch.Tensor, b
     for i in range(bins):
         sel = index == i
         n = int(sel.sum())
-        table.append({
-            "bin": [i / bins, (i + 1) / bins],
-            "count": n,
-            "predicted": pred[sel].mean().item() if n else None,
-            "observed": label[sel].mean().item() if n else None,
-        })
+        table.append(
+            {
+                "bin": [i / bins, (i + 1) / bins],
+                "count": n,
+                "predicted": pred[sel].mean().item() if n else None,
+                "observed": label[sel].mean().item() if n else None,
+            }
+        )
     return table
 
 

@@ -11,8 +11,14 @@ from datasets import Dataset
 from transformers import Trainer
 
 from rlaif.config import RewardConfig
-from rlaif.reward_losses import calibration_table, clamp_labels, expected_calibration_error, pair_loss, preference_accuracy
-from rlaif.reward_model import encode, pad_batch, raw_scores
+from rlaif.reward.losses import (
+    calibration_table,
+    clamp_labels,
+    expected_calibration_error,
+    pair_loss,
+    preference_accuracy,
+)
+from rlaif.reward.model import encode, pad_batch, raw_scores
 
 
 def training_features(pair: dict, rm: RewardConfig) -> tuple[float, float]:
@@ -30,12 +36,14 @@ def tokenize_pairs(pairs: list[dict], tokenizer, rm: RewardConfig) -> Dataset:
         if rm.loss == "hard" and pair["p_a"] == 0.5:
             continue
         label, margin = training_features(pair, rm)
-        rows.append({
-            "a_ids": encode(tokenizer, pair["prompt"], pair["summary_a"], rm.max_length),
-            "b_ids": encode(tokenizer, pair["prompt"], pair["summary_b"], rm.max_length),
-            "p_a": label,
-            "margin": margin,
-        })
+        rows.append(
+            {
+                "a_ids": encode(tokenizer, pair["prompt"], pair["summary_a"], rm.max_length),
+                "b_ids": encode(tokenizer, pair["prompt"], pair["summary_b"], rm.max_length),
+                "p_a": label,
+                "margin": margin,
+            }
+        )
     return Dataset.from_list(rows)
 
 
@@ -80,8 +88,14 @@ def evaluate_pairs(model, tokenizer, pairs: list[dict], batch_size: int, max_len
     if not pairs:
         return {"pairs": 0}
     n = len(pairs)
-    scores = raw_scores(model, tokenizer, [p["prompt"] for p in pairs] * 2,
-                        [p["summary_a"] for p in pairs] + [p["summary_b"] for p in pairs], batch_size, max_length)
+    scores = raw_scores(
+        model,
+        tokenizer,
+        [p["prompt"] for p in pairs] * 2,
+        [p["summary_a"] for p in pairs] + [p["summary_b"] for p in pairs],
+        batch_size,
+        max_length,
+    )
     r_a, r_b = scores[:n], scores[n:]  # (N,), (N,)
     p_a = torch.tensor([p["p_a"] for p in pairs], dtype=torch.float32)
     table = calibration_table(r_a, r_b, p_a, bins)
@@ -94,4 +108,3 @@ def evaluate_pairs(model, tokenizer, pairs: list[dict], batch_size: int, max_len
         "expected_calibration_error": expected_calibration_error(table),
         "calibration": table,
     }
-

@@ -52,7 +52,9 @@ def curves_grid(panels: dict[str, dict[str, Series]], title: str, xlabel: str) -
     return _png(fig)
 
 
-def histograms(panels: dict[str, Sequence[float]], title: str, bins: int = 20, value_range: tuple[float, float] = (0.0, 1.0)) -> bytes:
+def histograms(
+    panels: dict[str, Sequence[float]], title: str, bins: int = 20, value_range: tuple[float, float] = (0.0, 1.0)
+) -> bytes:
     """One histogram per panel over a shared range, with a dashed line at its midpoint."""
     fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.2), squeeze=False)
     for ax, (name, values) in zip(axes[0], panels.items()):
@@ -70,8 +72,13 @@ def calibration_plot(tables: dict[str, list[dict]], title: str) -> bytes:
     for name, rows in tables.items():
         rows = [r for r in rows if r.get("count") and r.get("predicted") is not None]
         if rows:
-            ax.scatter([r["predicted"] for r in rows], [r["observed"] for r in rows],
-                       s=[12 + 4 * r["count"] ** 0.5 for r in rows], label=name, alpha=0.8)
+            ax.scatter(
+                [r["predicted"] for r in rows],
+                [r["observed"] for r in rows],
+                s=[12 + 4 * r["count"] ** 0.5 for r in rows],
+                label=name,
+                alpha=0.8,
+            )
             ax.plot([r["predicted"] for r in rows], [r["observed"] for r in rows], alpha=0.5)
     ax.set(title=title, xlabel="predicted P(preferred)", ylabel="observed frequency", xlim=(0, 1), ylim=(0, 1))
     ax.grid(alpha=0.3)

@@ -59,7 +59,8 @@ def build_reward_model(name: str, tokenizer: PreTrainedTokenizerBase, seed: int,
     plus a new scalar head, dropout off [D12]."""
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
-            resolve_model(name), num_labels=1, dtype=DTYPES[dtype], trust_remote_code=False)
+            resolve_model(name), num_labels=1, dtype=DTYPES[dtype], trust_remote_code=False
+        )
     except OSError as e:
         raise ModelLoadError(f"cannot load model {name!r} as a reward model: {e}") from None
     align_with_tokenizer(model, tokenizer)
@@ -87,7 +88,9 @@ def load_reward_model(path: str, dtype: str = "float32"):
     """(model, tokenizer) of a saved reward model (reward/model/), in eval mode."""
     tokenizer = load_tokenizer(path, padding_side="right")
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(resolve_model(path), dtype=DTYPES[dtype], trust_remote_code=False)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            resolve_model(path), dtype=DTYPES[dtype], trust_remote_code=False
+        )
     except OSError as e:
         raise ModelLoadError(f"cannot load reward model {path!r}: {e}") from None
     if model.config.num_labels != 1:
@@ -98,7 +101,9 @@ def load_reward_model(path: str, dtype: str = "float32"):
 
 
 @torch.no_grad()
-def raw_scores(model, tokenizer, prompts: list[str], summaries: list[str], batch_size: int = 8, max_length: int | None = None) -> torch.Tensor:
+def raw_scores(
+    model, tokenizer, prompts: list[str], summaries: list[str], batch_size: int = 8, max_length: int | None = None
+) -> torch.Tensor:
     """Head outputs without the bias, (N,) float32 on the CPU."""
     if len(prompts) != len(summaries):
         raise ValueError(f"{len(prompts)} prompts but {len(summaries)} summaries")
@@ -120,4 +125,6 @@ def raw_scores(model, tokenizer, prompts: list[str], summaries: list[str], batch
 def score(model, tokenizer, prompts: list[str], summaries: list[str], batch_size: int = 8) -> torch.Tensor:
     """Reward of each summary for its prompt, (N,), with the normalisation bias added [D19]."""
     max_length = getattr(model.config, "reward_max_length", None)
-    return raw_scores(model, tokenizer, prompts, summaries, batch_size, max_length) + getattr(model.config, "reward_bias", 0.0)
+    return raw_scores(model, tokenizer, prompts, summaries, batch_size, max_length) + getattr(
+        model.config, "reward_bias", 0.0
+    )
