@@ -66,7 +66,7 @@ def _reward(cfg: PipelineConfig, rundir: RunDir, stage: str, tokenizer, sft_path
     the models are built)."""
     rl = cfg.rl
     if uses_direct_reward(cfg, stage):
-        from rlaif.rl.direct import DirectReward
+        from rlaif.rl.rewards import DirectReward
 
         return DirectReward(rl.direct_labeler or cfg.label.labeler), None, None, None
     from rlaif.reward.model import load_reward_model
