@@ -74,7 +74,7 @@ def main() -> None:
     }
     comparisons = ["sft:reference", "rl:reference", "rl:sft"][: args.comparisons]
     labeler = make_labeler(ev.judge)
-    prompt = eval_prompt(ev.judge_style, ev.judge.max_rationale_tokens)
+    prompt = eval_prompt(ev)
     orders = {
         "post-major": [(c, i) for i in ids for c in comparisons],
         "comparison-major": [(c, i) for c in comparisons for i in ids],

@@ -5,7 +5,7 @@ tokens after `Preferred Summary=`: the candidate whose line starts with `GOOD` g
 0.1 (0.45 each when neither does), plus a filler token. Faults are injected in order from
 `faults` (one per request): "timeout" (answers after the client gave up), "429", "500", "drop"
 (closes the connection), "badjson", "nologprobs". Text containing FAIL-ALWAYS always gets a 500;
-text containing NO-DIGITS gets top tokens without 1 or 2.
+text containing NO-DIGITS gets top tokens without 1 or 2; ONE-CHOICE, top tokens with 1 and not 2.
 
 A d-RLAIF rating request (text asking for a score from 1 to 10) is answered as a model whose
 tokenizer spells every number digit by digit: after the answer prefix the top tokens are single
@@ -117,6 +117,8 @@ class FakeOpenAIServer:
             return [(t, math.log(p)) for t, p in top]
         if "NO-DIGITS" in text:
             return [("The", math.log(0.6)), ("Both", math.log(0.3))]
+        if "ONE-CHOICE" in text:
+            return [("1", math.log(0.6)), ("The", math.log(0.3)), ("A", math.log(0.05))]
         # the last pair shown is the one to judge (few-shot exemplars come before it)
         sample = text[text.rfind("Summary 1 - ") :]
         p1, p2 = (

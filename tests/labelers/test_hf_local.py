@@ -5,10 +5,12 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+import torch
 
 from rlaif.config import LabelerSettings
 from rlaif.labelers import make_labeler
 from rlaif.labelers.prompts import make_prompt
+from tests.labelers import llama3_like
 
 # tiny-random never ranks `1`/`2` highly; these two tokens are among its top answers after the
 # cue, so the comparison covers decided probabilities, not only undecided flags.
@@ -58,3 +60,47 @@ def test_real_digits_are_undecided_for_a_model_that_does_not_answer(labeler):
     for r in results:
         assert r.p_first is None and not r.failed and r.raw_mass > 0
         assert r.error.startswith("undecided: neither choice token among the top 20 tokens")
+
+
+def full_encode_probs(labeler, text: str, choices: tuple[str, ...]) -> list[float]:
+    """P(each single-token choice, its spellings `x` and ` x` summed) after `text` encoded in one
+    piece, by one plain forward, renormalised."""
+    ids = labeler.tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids.to(labeler.lm.device)
+    with torch.no_grad():
+        probs = torch.softmax(labeler.lm(ids).logits[0, -1].float(), -1)
+    masses = [0.0] * len(choices)
+    for choice, (token,) in labeler.choice_paths(choices):
+        masses[choice] += float(probs[token])
+    return [m / sum(masses) for m in masses]
+
+
+def test_cached_path_equals_a_full_encode_of_the_prompt(labeler):
+    """The cache splits a prompt into preamble, post and candidates; the ids must still be those of
+    the whole text (a plain encoding joins the preamble's closing "\n\n" differently from an
+    encoding of the preamble alone)."""
+    reqs = [dataclasses.replace(r, undecided_outside_top_k=False) for r in requests("base", n=2)]
+    for req, result in zip(reqs, labeler.judge(reqs)):
+        assert result.probs == pytest.approx(full_encode_probs(labeler, labeler.render(req), req.choices), abs=1e-5)
+
+
+@pytest.fixture(scope="module")
+def llama3_labeler(tmp_path_factory):
+    folder = llama3_like.build(tmp_path_factory.mktemp("llama3") / "model")
+    return make_labeler(LabelerSettings(model=str(folder), batch_size=4, max_rationale_tokens=8))
+
+
+def test_the_answer_cue_is_encoded_together_with_the_rationale(llama3_labeler, monkeypatch):
+    """Issue #11, item 8: with Llama-3's tokenizer a rationale ending in "." merges with the
+    newline of "\nPreferred Summary=" into one token. Stage 2 must read the ids of the whole text,
+    as a full re-encode does, not the rationale's ids with the cue's appended."""
+    labeler, tokenizer = llama3_labeler, llama3_labeler.tokenizer
+    script = iter(tokenizer(" Good.", add_special_tokens=False).input_ids + [tokenizer.eos_token_id])
+    monkeypatch.setattr(labeler, "_pick", lambda logits: torch.full((logits.shape[0],), next(script)))
+    req = dataclasses.replace(
+        make_prompt("summarize", "cot", 8).request("POST: a cat", "x", "y"), undecided_outside_top_k=False
+    )
+    (result,) = labeler.judge([req])
+    text = labeler.render(req) + " Good.\nPreferred Summary="
+    assert ".\u010a" in tokenizer.convert_ids_to_tokens(tokenizer(text, add_special_tokens=False).input_ids)
+    assert result.rationale == "Good."
+    assert result.probs == pytest.approx(full_encode_probs(labeler, text, req.choices), abs=1e-5)

@@ -136,3 +136,16 @@ def test_api_key_comes_from_the_named_variable_and_is_never_written(tmp_path, mo
     monkeypatch.delenv("JUDGE_KEY")
     with pytest.raises(ConfigError, match="JUDGE_KEY is not set"):
         make_labeler(dataclasses.replace(settings(server), api=OpenAIApiSettings(api_key_env="JUDGE_KEY")))
+
+
+@pytest.mark.parametrize("endpoint", ["chat", "completions"])
+def test_a_choice_outside_the_top_tokens_is_bounded_by_the_smallest_shown(tmp_path, endpoint):
+    """The seed's rule (issue #11, item 8): `2` missing from the returned top tokens gets the last
+    (smallest) returned probability, an upper bound, not 0; the label record says which choice."""
+    with FakeOpenAIServer() as server:
+        labeler = make_labeler(settings(server, endpoint=endpoint))
+        rows = [dict(pairs(1)[0], prompt="POST: ONE-CHOICE here\n\nTL;DR:")]
+        records, failures, _ = label(labeler, rows, tmp_path, style="base")
+    ab, ba = records[0]["orders"]
+    assert ab["p_first"] == pytest.approx(0.6 / 0.65) and ab["raw_mass"] == pytest.approx(0.65)
+    assert ab["bounded"] == ["2"] and ba["bounded"] == ["2"] and not records[0]["undecided"]

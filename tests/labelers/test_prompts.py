@@ -38,13 +38,13 @@ def test_dialogue_task_has_its_own_preamble_and_labels():
     req = make_prompt("dialogue", "cot", 32).request("Human: hi", "Hello!", "Go away.")
     assert "harmless" in req.shared and req.group == "Conversation - Human: hi\n"
     assert req.item.startswith("Response 1 - Hello!\nResponse 2 - Go away.") and req.cue == "\nPreferred Response="
-    assert make_prompt("dialogue", "cot", 32).prompt_id == "dialogue-cot-0shot"
+    assert make_prompt("dialogue", "cot", 32).prompt_id.startswith("dialogue-cot-0shot-")
 
 
 def test_fewshot_exemplars_come_before_the_pair():
     prompt = make_prompt("summarize", "cot", 48, FEWSHOT)
     req = prompt.request("POST: new one", "s1", "s2")
-    assert prompt.prompt_id == "summarize-cot-2shot"
+    assert prompt.prompt_id.startswith("summarize-cot-2shot-")
     assert req.shared.count("Rationale: ") == 2 and "Preferred Summary=2\n\nExample 2:" in req.shared
     assert req.shared.endswith("Now the one to judge:\n")
     base = make_prompt("summarize", "base", 48, FEWSHOT).request("POST: new one", "s1", "s2")
@@ -72,14 +72,14 @@ def test_judge_text_drops_the_tldr_cue():
 def test_hf_local_renders_the_chat_template_and_continues_the_assistant_turn():
     labeler = make_labeler(LabelerSettings(model="tiny-random"))
     req = make_prompt("summarize", "cot", 8).request("POST: p", "x", "y")
-    prefix, group, item, cue = labeler.segments(req)
-    text = prefix + labeler.tokenizer.decode(group + item)
-    messages = [{"role": "system", "content": req.system}, {"role": "user", "content": req.user}]
+    messages = [{"role": "user", "content": req.user}]  # no system turn of ours [L09]
     expected = (
         labeler.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + "Rationale:"
     )
-    assert text == expected
-    assert labeler.tokenizer.decode(cue) == "\nPreferred Summary="
+    assert labeler.render(req) == expected
+    # the cached segments are the whole text's ids, cut at token boundaries [L10]
+    assert labeler.encode(req).ids == labeler.tokenizer(expected, add_special_tokens=False).input_ids
+    assert req.answer(" It is x. ") == "Rationale: It is x.\nPreferred Summary="
     assert labeler.choice_paths(("1", "2")) == [
         (0, (labeler.tokenizer.convert_tokens_to_ids("1"),)),
         (1, (labeler.tokenizer.convert_tokens_to_ids("2"),)),

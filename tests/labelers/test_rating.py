@@ -11,7 +11,7 @@ import torch
 
 from rlaif.config import LabelerSettings, OpenAIApiSettings
 from rlaif.labelers import make_labeler
-from rlaif.labelers.prompts import RatingPrompt
+from rlaif.labelers.prompts import RatingPrompt, rating_template
 from rlaif.labelers.rating import RatingJudge, rescale
 from tests.labelers.fake_openai_server import AFTER_ONE, RATING_GOOD, RATING_OTHER, FakeOpenAIServer
 from tests.labelers.test_vllm_offline import FakeLLM, SamplingParams
@@ -21,9 +21,11 @@ PROMPT = "SUBREDDIT: r/cooking\n\nTITLE: Burnt rice\n\nPOST: Every time I cook r
 
 def expected_probs(first: list[tuple[str, float]], after_one: list[tuple[str, float]] | None) -> list[float]:
     """P(1..10) by hand from a digit-by-digit model's top tokens: P(10) = P(1)·P(0|1) and
-    P(1) = P(1)·(1 − P(0|1)); without the second step (None) `1` counts as 1 and 10 gets nothing."""
+    P(1) = P(1)·(1 − P(0|1)); without the second step (None) `1` counts as 1 and 10 gets nothing.
+    A score not shown gets the smallest probability shown, an upper bound [L11]."""
     p = dict(first)
-    probs = [p.get(str(s), 0.0) for s in range(1, 11)]
+    floor = min(p.values())
+    probs = [p.get(str(s), floor) for s in range(1, 10)] + [0.0]
     if after_one is not None:
         p_zero = dict(after_one)["0"]
         probs[9], probs[0] = probs[0] * p_zero, probs[0] * (1 - p_zero)
@@ -31,11 +33,15 @@ def expected_probs(first: list[tuple[str, float]], after_one: list[tuple[str, fl
 
 
 def test_expected_probs_by_hand():
-    # GOOD: 9: .4, 8: .2, 10: .3 * .6 = .18, 1: .3 * .4 = .12; mean 7.12 / .9
-    assert expected_probs(RATING_GOOD, AFTER_ONE)[9] == pytest.approx(0.18 / 0.9)
+    # GOOD: 9: .4, 8: .2, 10: .3 * .6 = .18, 1: .3 * .4 = .12, and 2-7 not shown: .05 each (the smallest
+    # shown); mass 1.2, mean (3.6 + 1.6 + 1.8 + .12 + .05 * 27) / 1.2
+    assert expected_probs(RATING_GOOD, AFTER_ONE)[9] == pytest.approx(0.18 / 1.2)
     score = rescale(torch.tensor([expected_probs(RATING_GOOD, AFTER_ONE)]))
-    assert score.item() == pytest.approx((7.12 / 0.9 - 5.5) / 4.5)
-    assert rescale(torch.tensor([expected_probs(RATING_OTHER, AFTER_ONE)])).item() == pytest.approx(-0.6)
+    assert score.item() == pytest.approx(((7.12 + 0.05 * 27) / 1.2 - 5.5) / 4.5)
+    # OTHER: 2: .5, 3: .2, 10: .06, 1: .04, 4-9 not shown: .1 each; mean (1 + .6 + .6 + .04 + 3.9) / 1.4
+    assert rescale(torch.tensor([expected_probs(RATING_OTHER, AFTER_ONE)])).item() == pytest.approx(
+        ((2.24 + 3.9) / 1.4 - 5.5) / 4.5
+    )
 
 
 @pytest.mark.parametrize(
@@ -68,7 +74,7 @@ class DigitLLM(FakeLLM):
     def generate(self, prompts, params, use_tqdm=True):
         self.calls.append((list(prompts), params))
         outs = []
-        for prompt in prompts:
+        for prompt in map(self.encode, prompts):
             top = (
                 AFTER_ONE
                 if prompt.endswith("Rating: 1")
@@ -93,12 +99,14 @@ def test_rating_on_vllm_reads_ten_in_a_second_round():
     expected = torch.tensor([expected_probs(RATING_GOOD, AFTER_ONE), expected_probs(RATING_OTHER, AFTER_ONE)])
     torch.testing.assert_close(probs, expected)
     (first, _), (second, _) = engine.calls  # both answer positions in one call, then both `1`s in one
-    assert len(first) == 2 and second == [p + "1" for p in first]
+    one = engine.tokenizer("1", add_special_tokens=False).input_ids
+    assert len(first) == 2 and second == [{"prompt_token_ids": p["prompt_token_ids"] + one} for p in first]
 
 
 def test_rating_cached_path_matches_plain_forward_passes():
     labeler = make_labeler(LabelerSettings(model="tiny-random", batch_size=3))
-    reqs = [RatingPrompt().request("POST: rice " + "burns " * i, "the rice" + " burns" * (2 * i)) for i in range(4)]
+    prompt = RatingPrompt(rating_template())
+    reqs = [prompt.request("POST: rice " + "burns " * i, "the rice" + " burns" * (2 * i)) for i in range(4)]
     fast, naive = labeler.judge(reqs), labeler.judge_naive(reqs)
     for f, n in zip(fast, naive):
         assert f.error is None and len(f.probs) == 10

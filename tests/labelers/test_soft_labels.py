@@ -50,7 +50,9 @@ def test_choice_mass_sums_spellings_of_a_choice():
     top = {"1": math.log(0.5), " 1": math.log(0.1), " 2": math.log(0.2), "12": math.log(0.1), "The": math.log(0.05)}
     assert read_choices_with(("1", "2"), lambda more: top).masses == (pytest.approx(0.6), pytest.approx(0.2))
     two_ones = [("1", math.log(0.3)), ("1", math.log(0.1))]
-    assert read_choices_with(("1", "2"), lambda more: two_ones).masses == (pytest.approx(0.4), 0.0)
+    reading = read_choices_with(("1", "2"), lambda more: two_ones)
+    # `2` is not shown: at most the smallest probability shown, and marked as a bound [L11]
+    assert reading.masses == (pytest.approx(0.4), pytest.approx(0.1)) and reading.bounded == ("2",)
 
 
 def record(p_ab_first, p_ba_first, human=None, undecided="drop"):

@@ -56,7 +56,8 @@ def test_evaluate_metrics_and_judgements(eval_run):
         assert m["n"] == N_POSTS and {"rm_score/reward", "rm_score/reward_rlhf"} <= set(m)
         assert m["rm_score/reward"]["ci_low"] <= m["rm_score/reward"]["mean"] <= m["rm_score/reward"]["ci_high"]
         assert ("rouge_l" in m) == (name != "reference")
-    assert metrics["judge"]["prompt_id"] == "tldr-eval-base-0shot" and metrics["judge"]["flip_rate"] == 0.0
+    assert metrics["judge"]["prompt_id"].startswith("tldr-eval-base-0shot-") and metrics["judge"]["flip_rate"] == 0.0
+    assert metrics["judge"]["prompt"]["prompt_id"] == metrics["judge"]["prompt_id"]  # the text, kept [L09]
 
     judgements = read_jsonl(d / "judgements.jsonl")
     assert len(judgements) == 6 * N_POSTS

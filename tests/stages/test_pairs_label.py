@@ -15,6 +15,7 @@ import pytest
 from rlaif.artifacts import RunDir
 from rlaif.cli import main
 from rlaif.config import load_config
+from rlaif.labelers.prompts import make_prompt
 from rlaif.models import embedded_folder
 from tests.conftest import REPO, needs_shared_data
 from tests.labelers.fake_openai_server import FakeOpenAIServer
@@ -61,11 +62,10 @@ def test_pairs_then_label_write_records_and_metrics(run_with_sft, capsys):
     for r in labels:  # tiny-random never answers 1/2: undecided, kept at 0.5 by the tiny preset
         assert r["undecided"] and r["p_a"] == 0.5 and [o["order"] for o in r["orders"]] == ["ab", "ba"]
         assert r["orders"][0]["rationale"] is not None and r["orders"][0]["error"].startswith("undecided")
-    assert (labels[0]["backend"], labels[0]["model"], labels[0]["prompt_id"]) == (
-        "hf_local",
-        "tiny-random",
-        "summarize-cot-0shot",
-    )
+    prompt_id = make_prompt("summarize", "cot", 8).prompt_id  # the name and a hash of the text [L09]
+    assert prompt_id.startswith("summarize-cot-0shot-")
+    assert (labels[0]["backend"], labels[0]["model"], labels[0]["prompt_id"]) == ("hf_local", "tiny-random", prompt_id)
+    assert read(run / "labels" / "prompts.jsonl") == [make_prompt("summarize", "cot", 8).record()]
     m = json.loads((run / "labels" / "metrics.json").read_text())
     for key in ("pairs", "undecided_rate", "position_bias", "mean_confidence", "seconds", "pairs_per_minute", "failed"):
         assert key in m, key
@@ -134,4 +134,5 @@ def test_eval_alignment_reports_agreement_per_task(tmp_path):
     for task in m.values():
         assert "accuracy" in task["alignment_with_humans"] and "position_bias" in task
     records = read(run / "label_alignment" / "summarize.jsonl")
-    assert {r["human_choice"] for r in records} <= {"a", "b"} and records[0]["prompt_id"] == "summarize-cot-0shot"
+    assert {r["human_choice"] for r in records} <= {"a", "b"}
+    assert records[0]["prompt_id"] == make_prompt("summarize", "cot", 8).prompt_id

@@ -174,7 +174,7 @@ def test_direct_reward_on_the_openai_api_backend(tmp_path):
         )
         assert main(["rl", CONFIG, *sets]) == 0
     rows = metric_rows(tmp_path / "run")
-    score = rescale(torch.tensor([expected_probs(RATING_OTHER, AFTER_ONE)])).item()  # -0.6: no response says GOOD
+    score = rescale(torch.tensor([expected_probs(RATING_OTHER, AFTER_ONE)])).item()  # no response says GOOD
     assert len(rows) == 2 and all(r["objective/raw_scores"] == pytest.approx(score) for r in rows)
     prompts = [q["body"]["prompt"] for q in server.requests]
     assert len(prompts) == 16 and sum(p.endswith("Rating: 1") for p in prompts) == 8

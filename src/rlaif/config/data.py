@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-LOCAL_DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".gz")
+# .yaml/.yml: judge prompt template files, listed among a stage's inputs so that their content is
+# hashed into its fingerprint (they are not a data format: as data they are refused by name).
+LOCAL_DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".gz", ".yaml", ".yml")
 
 
 @dataclass

@@ -47,6 +47,13 @@ class EvaluateConfig:
     judge_style: Literal["cot", "base"] = "cot"
     """`cot`: the judge writes a rationale (judge.max_rationale_tokens) before answering; `base`:
     the answer is read at once (fast, what a small CPU judge can afford)."""
+    judge_discourage_length: bool = False
+    """Add to the built-in question a sentence telling the judge not to favour a summary for being
+    longer. Off by default: the question Huang et al. and Rafailov et al. asked has none. [L09]"""
+    judge_prompt_file: str | None = None
+    """A prompt template file (same format as label.prompt_file, placeholders {text}, {summary_1},
+    {summary_2}) used instead of the built-in question, e.g. your copy of TRL's
+    OpenAIPairwiseJudge prompt. Its `answer` field must agree with judge_style. [L09]"""
 
     # --- statistics ---
     bootstrap_samples: int = 1000

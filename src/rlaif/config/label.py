@@ -82,6 +82,16 @@ class LabelConfig:
     fewshot_file: str | None = None
     """JSONL of exemplars shown before each pair (fields text, summary_1, summary_2, preferred
     1 or 2, and rationale for `cot`); None = 0-shot."""
+    discourage_length: bool = False
+    """Add to the built-in preamble a sentence telling the labeler not to prefer a summary for being
+    longer. Off by default: Lee et al.'s preamble has none, and the length preference of AI labels is
+    one of the results the paper compares. [L09]"""
+    prompt_file: str | None = None
+    """A prompt template file (YAML: system, user, assistant, answer, answer_request, choices,
+    separator; placeholders {text}, {summary_1}, {summary_2}, {rationale}) used instead of the
+    built-in TL;DR prompt, e.g. your copy of Lee et al.'s, the seed's or TRL's. Its `answer` field
+    (chain of thought) must agree with prompt_style; fewshot_file and discourage_length do not apply.
+    Format: README, "Judge prompts from a file". [L09]"""
 
     # --- output ---
     undecided: Literal["drop", "half"] = "drop"

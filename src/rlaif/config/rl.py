@@ -82,6 +82,12 @@ class RLConfig:
     """Judge of reward_source `direct`; None = label.labeler. Any backend: hf_local reads the full
     next-token distribution over the ten scores, openai_api and vllm_offline the top
     `top_logprobs` tokens (a summary with no score among them scores 0). [D45]"""
+    direct_discourage_length: bool = False
+    """Add to the built-in rating preamble a sentence against preferring longer summaries (as
+    label.discourage_length). Off by default. [L09]"""
+    direct_prompt_file: str | None = None
+    """A prompt template file for the 1-10 rating (format of label.prompt_file; placeholders {text}
+    and {summary}; choices, if given, are the numeric scores) used instead of the built-in one. [L09]"""
 
     # --- prompts ---
     prompts: list[DatasetConfig] = field(default_factory=list)

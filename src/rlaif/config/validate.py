@@ -135,6 +135,12 @@ def _validate_rl(cfg: PipelineConfig) -> None:
             raise ConfigError(
                 f"{where}.top_logprobs: must be in [1, 20] (the OpenAI API's range), got {labeler.top_logprobs}"
             )
+        if rl.direct_prompt_file:
+            if rl.direct_discourage_length:
+                raise ConfigError(
+                    "rl.direct_discourage_length: applies to the built-in prompt only; edit rl.direct_prompt_file instead"
+                )
+            _check_prompt_file(rl.direct_prompt_file, "rating", "rl.direct_prompt_file", None, labeler, where)
 
 
 def _validate_pairs_label(cfg: PipelineConfig) -> None:
@@ -167,6 +173,14 @@ def _validate_pairs_label(cfg: PipelineConfig) -> None:
         )
     if label.fewshot_file and not Path(label.fewshot_file).expanduser().is_file():
         raise ConfigError(f"label.fewshot_file: file not found: {label.fewshot_file}")
+    if label.prompt_file:
+        for name in ("fewshot_file", "discourage_length"):
+            if getattr(label, name):
+                raise ConfigError(
+                    f"label.{name}: applies to the built-in prompt only; with label.prompt_file, write it into the file"
+                )
+        style = ("label.prompt_style", label.prompt_style)
+        _check_prompt_file(label.prompt_file, "pair", "label.prompt_file", style, labeler, "label.labeler")
     if not 0.0 <= label.max_failed_fraction <= 1.0:
         raise ConfigError(f"label.max_failed_fraction: must be in [0, 1], got {label.max_failed_fraction}")
     if labeler.api.timeout_s <= 0 or labeler.api.max_retries < 0 or labeler.api.backoff_s < 0:
@@ -203,9 +217,44 @@ def _validate_evaluate(cfg: PipelineConfig) -> None:
         raise ConfigError(f"evaluate.max_posts: must be positive, got {ev.max_posts}")
     if ev.judge.backend != "openai_api":
         _check_model_name(ev.judge.model, "evaluate.judge.model")
+    if ev.judge_prompt_file:
+        if ev.judge_discourage_length:
+            raise ConfigError(
+                "evaluate.judge_discourage_length: applies to the built-in prompt only; edit evaluate.judge_prompt_file"
+            )
+        style = ("evaluate.judge_style", ev.judge_style)
+        _check_prompt_file(
+            ev.judge_prompt_file, "pair", "evaluate.judge_prompt_file", style, ev.judge, "evaluate.judge"
+        )
     if ev.judge_style == "cot" and ev.judge.max_rationale_tokens <= 0:
         raise ConfigError(
             f"evaluate.judge.max_rationale_tokens: must be positive for judge_style cot, got {ev.judge.max_rationale_tokens}"
+        )
+
+
+def _check_prompt_file(
+    path: str, kind: str, where: str, style: tuple[str, str] | None, labeler, labeler_where: str
+) -> None:
+    """A judge prompt template file [L09]: it exists and parses; its style (an `answer` field means
+    chain of thought) agrees with the config's; a chain-of-thought prompt has a rationale budget."""
+    from rlaif.labelers.prompts import load_template  # labelers import config: import at use
+
+    if not Path(path).expanduser().is_file():
+        raise ConfigError(f"{where}: file not found: {path}")
+    if not path.lower().endswith((".yaml", ".yml", ".json")):
+        raise ConfigError(f"{where}: name the template file .yaml, .yml or .json (the run hashes such files): {path}")
+    try:
+        template = load_template(path, kind)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    if style is not None and template.style != style[1]:
+        raise ConfigError(
+            f"{style[0]}: the prompt file {path} is a `{template.style}` prompt (an `answer` field means a "
+            f"rationale first, `cot`); set {style[0]}={template.style}"
+        )
+    if template.style == "cot" and labeler.max_rationale_tokens <= 0:
+        raise ConfigError(
+            f"{labeler_where}.max_rationale_tokens: must be positive for the chain-of-thought prompt file {path}"
         )
 
 

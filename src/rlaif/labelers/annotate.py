@@ -60,7 +60,11 @@ def annotate(
 ) -> dict:
     """Label every pair not yet in `labels` (a resumed run skips those, and retries past
     failures). A pair whose request failed for good goes to `failures`, so each pair ends in
-    one file or the other. Returns counts and timing of this call."""
+    one file or the other. The prompt's text is kept once, under its prompt_id (which every label
+    carries), in prompts.jsonl beside the labels [L09]. Returns counts and timing of this call."""
+    with AppendLog(labels.path.with_name("prompts.jsonl")) as kept:
+        if prompt.prompt_id not in {row["prompt_id"] for row in kept.rows}:
+            kept.append(prompt.record())
     done = {r["id"] for r in labels.rows}
     todo = [p for p in pairs if p["id"] not in done]
     t0, failed_now = time.time(), 0

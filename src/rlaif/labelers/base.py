@@ -1,13 +1,14 @@
 """The judge protocol every labeler backend implements, and the registry that builds them.
 
-A judge question is a `JudgeRequest`: a chat (system + user text) whose assistant turn starts
-with `assistant_prefix`, and the answers it may give, `choices` (any number of them: `1`/`2` for
-a pair, `1`..`10` for a d-RLAIF rating). The backend returns, per request, the probability of
-each choice *string* (`JudgeResult.probs`); a choice spelled with several tokens ("10" as `1` `0`)
-is read token by token [L08]. With a rationale budget the backend runs two stages (Lee et al.
-2023, 0-shot chain of thought): stage 1 generates the rationale; stage 2 appends it and `cue`
-(`\\nPreferred Summary=`) and reads the choices there. Without one, the choices are read right
-after the assistant prefix.
+A judge question is a `JudgeRequest`: a chat (an optional system text + user text) whose
+assistant turn starts with `assistant_prefix`, and the answers it may give, `choices` (any number
+of them: `1`/`2` for a pair, `1`..`10` for a d-RLAIF rating). The backend returns, per request,
+the probability of each choice *string* (`JudgeResult.probs`); a choice spelled with several
+tokens ("10" as `1` `0`) is read token by token [L08]. With a rationale budget the backend runs
+two stages (Lee et al. 2023, 0-shot chain of thought): stage 1 generates the rationale after the
+assistant prefix; stage 2's assistant turn is `answer_head` + the rationale (stripped) + `cue`
+(`Rationale: ... \\nPreferred Summary=`), and the choices are read after it. Without one, the
+choices are read right after the assistant prefix. Every text is encoded whole, as one string [L10].
 
 The user text comes in three parts so a backend can reuse work across requests: `shared`
 (preamble and exemplars, the same for every request of a task), `group` (the post, the same for
@@ -33,7 +34,8 @@ class LabelingIncomplete(RuntimeError):
 
 @dataclass(frozen=True)
 class JudgeRequest:
-    system: str
+    system: str | None
+    """None: no system turn (the model's chat template may still add its own default)."""
     shared: str
     """Start of the user text shared by every request of a task (preamble, exemplars)."""
     group: str
@@ -43,7 +45,8 @@ class JudgeRequest:
     assistant_prefix: str
     """How the assistant turn starts: `Rationale:` (cot), `Preferred Summary=` (base), `Rating: `."""
     cue: str
-    """Appended after the rationale in stage 2; unused when max_rationale_tokens is 0."""
+    """Stage 2's assistant text after the rationale; the choices are read after it. Unused when
+    max_rationale_tokens is 0."""
     answer_instruction: str
     """A user turn asking for the bare answer, for chat servers that cannot continue an assistant turn."""
     max_rationale_tokens: int
@@ -52,12 +55,21 @@ class JudgeRequest:
     """The answers whose probabilities are read, in this order; any number, each one or more tokens."""
     undecided_outside_top_k: bool = True
     """True (labels, the evaluation judge): an answer with no choice among the top `top_logprobs`
-    next tokens is undecided [L04]. False (the d-RLAIF rating [D45]): the probabilities are used
-    whenever the backend knows them (hf_local knows them for every token)."""
+    next tokens is undecided [L04]. False (the d-RLAIF rating [D45]): hf_local uses the full
+    distribution even then (the servers only ever show the top tokens)."""
+    answer_head: str = ""
+    """Stage 2's assistant text before the rationale (`Rationale: `)."""
+    separator: str = "\n\n"
+    """Between system, user and assistant text where the prompt is plain text (no chat template)."""
 
     @property
     def user(self) -> str:
         return self.shared + self.group + self.item
+
+    def answer(self, rationale: str) -> str:
+        """Stage 2's assistant turn: the rationale stripped of surrounding whitespace, between
+        `answer_head` and `cue` (the seed's `Rationale: {rationale} \\nPreferred Summary=` shape)."""
+        return self.answer_head + rationale.strip() + self.cue
 
 
 @dataclass
@@ -73,6 +85,9 @@ class JudgeResult:
     failed: bool = False
     """True for a transport failure after every retry (the pair is retried by a rerun); False for
     an answer that was simply not one of the choices (undecided, a property of the judge)."""
+    bounded: tuple[str, ...] = ()
+    """Choices whose probability is an upper bound, not a reading: a server showed its top tokens
+    and the choice was not among them, so it got the smallest probability shown [L11]."""
 
     @property
     def p_first(self) -> float | None:
@@ -92,6 +107,7 @@ class JudgeResult:
             "p_second": self.p_second,
             "raw_mass": self.raw_mass,
             "error": self.error,
+            "bounded": list(self.bounded),
         }
 
 
@@ -108,12 +124,17 @@ class Labeler(Protocol):
 
 
 def decide(
-    choice_probs: Iterable[float], in_top_k: bool, top_k: int, rationale: str | None, top_tokens: Iterable[str] = ()
+    choice_probs: Iterable[float],
+    in_top_k: bool,
+    top_k: int,
+    rationale: str | None,
+    top_tokens: Iterable[str] = (),
+    bounded: tuple[str, ...] = (),
 ) -> JudgeResult:
     """A result from P(each choice): renormalised over the choices, with their raw mass.
     `in_top_k` says whether any choice starts among the top-k next tokens; when not, the answer is
     undecided (the judge answered something else), which is never turned into a coin flip.
-    [L03] renormalise over the choices, keep the raw mass; [L04] undecided."""
+    [L03] renormalise over the choices, keep the raw mass; [L04] undecided; [L11] bounds."""
     choice_probs = tuple(choice_probs)
     mass = sum(choice_probs)
     if not in_top_k or mass <= 0.0 or not math.isfinite(mass):
@@ -124,7 +145,7 @@ def decide(
             mass if math.isfinite(mass) else None,
             f"undecided: neither choice token among the top {top_k} tokens (top: {shown})",
         )
-    return JudgeResult(rationale, tuple(p / mass for p in choice_probs), mass)
+    return JudgeResult(rationale, tuple(p / mass for p in choice_probs), mass, bounded=bounded)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -142,6 +163,8 @@ class ChoiceReading:
     """Whether any choice (or the first token of one) is among the first position's top tokens."""
     top: TopTokens
     """The first position's top tokens (shown in an undecided result)."""
+    bounded: tuple[str, ...] = ()
+    """Choices whose probability rests on the smallest probability shown, an upper bound [L11]."""
 
 
 def read_choices(choices: tuple[str, ...]) -> Generator[str, TopTokens | None, ChoiceReading]:
@@ -153,37 +176,64 @@ def read_choices(choices: tuple[str, ...]) -> Generator[str, TopTokens | None, C
     a digit either way). A token that spells the start of a longer choice (`1` of "10") is
     followed one more step: P("10") = P(`1`)·P(`0` | `1`), and the shorter choice keeps the rest,
     P("1") = P(`1`)·(1 − P(`0` | `1`)) [D45]. Where the backend cannot continue, the token counts
-    as the shorter choice."""
-    masses = [0.0] * len(choices)
-    top = yield ""
-    top = list(top or [])
-    found = yield from _read_node(choices, "", "", 1.0, top, masses)
-    return ChoiceReading(tuple(masses), found, top)
+    as the shorter choice. A choice no shown token leads to was less likely than every token
+    shown: it gets the smallest probability shown, an upper bound, and is listed in `bounded`
+    (the seed's rule) [L11]."""
+    masses, bounded = [0.0] * len(choices), set()
+    top = _valid((yield ""))
+    reached: set[str] = set()
+    found = yield from _read_node(choices, "", "", 1.0, top, masses, reached, bounded)
+    for i, choice in enumerate(choices):
+        if choice not in reached and top:
+            masses[i] = _smallest(top)
+            bounded.add(choice)
+    return ChoiceReading(tuple(masses), found, top, tuple(c for c in choices if c in bounded))
 
 
-def _read_node(choices, spelled: str, continuation: str, p_node: float, top: TopTokens, masses: list[float]):
+def _valid(top: TopTokens | None) -> TopTokens:
+    return [(t, lp) for t, lp in (top or []) if isinstance(t, str) and isinstance(lp, (int, float))]
+
+
+def _smallest(top: TopTokens) -> float:
+    return math.exp(min(logprob for _, logprob in top))
+
+
+def _read_node(choices, spelled: str, continuation: str, p_node: float, top: TopTokens, masses, reached, bounded):
     """Add the choices reached from the node `spelled` (probability p_node) to `masses`; returns
     whether any top token leads to a choice."""
-    found, leading_on = False, 0.0
+    top = _valid(top)
+    found, leading_on, here = False, 0.0, set()  # here: the choices a shown token at this node leads to
     for token, logprob in top:
-        if not isinstance(token, str) or not isinstance(logprob, (int, float)):
-            continue
         extended = spelled + token if spelled else token.strip()
-        if not extended or not any(c.startswith(extended) for c in choices):
+        if not extended or extended == spelled or not any(c.startswith(extended) for c in choices):
             continue
         found = True
+        here.update(c for c in choices if c.startswith(extended))
         p_token = math.exp(logprob)
         leading_on += p_token
         p = p_node * p_token
         if any(c != extended and c.startswith(extended) for c in choices):
             after = yield continuation + token
             if after is not None:
-                yield from _read_node(choices, extended, continuation + token, p, list(after), masses)
+                yield from _read_node(choices, extended, continuation + token, p, list(after), masses, reached, bounded)
                 continue
         if extended in choices:
             masses[choices.index(extended)] += p
-    if spelled in choices:  # what does not go on to a longer choice ends here [D45]
-        masses[choices.index(spelled)] += p_node * max(0.0, 1.0 - leading_on)
+    if spelled:
+        # a longer choice no shown token goes on to: at most the smallest probability shown [L11]
+        missing = [c for c in choices if c != spelled and c.startswith(spelled) and c not in here]
+        if missing and top:
+            floor = _smallest(top)
+            for choice in missing:
+                masses[choices.index(choice)] += p_node * floor
+            bounded.update(missing)
+            here.update(missing)
+            leading_on += floor
+            if spelled in choices:
+                bounded.add(spelled)
+        if spelled in choices:  # what does not go on to a longer choice ends here [D45]
+            masses[choices.index(spelled)] += p_node * max(0.0, 1.0 - leading_on)
+    reached.update(here)
     return found
 
 

@@ -1,20 +1,23 @@
 """Labeler backend: a transformers causal LM in this process (default: embedded SmolLM2-135M-Instruct).
 
 The prompt is the model's chat template with the assistant turn already begun (`Rationale:`), so
-the model continues its own turn. Each request is four token segments, encoded separately so the
-two paths below see identical ids:
+the model continues its own turn. Its ids are those of the whole text encoded in one piece, as the
+seed and a server do [L10]; they are cut at token boundaries into three segments:
 
-    prefix = template head + system + shared preamble   (the same for every request)
-    group  = the post                                    (the same for both orders of a pair)
+    prefix = template head + shared preamble    (the same for every request)
+    group  = the post                            (the same for both orders of a pair)
     item   = candidates + instruction + template tail + assistant prefix
-    cue    = `\\nPreferred Summary=` after the rationale
 
 `judge` (optimised) runs them through one KV cache [L02]: the prefix is encoded once per labeler
 and copied into each batch; each post once per pair and copied to its two orders; the rationale is
-decoded greedily on that cache; and stage 2 appends only the cue to it, instead of re-encoding
-prompt + rationale. Rows are padded in the middle (after the shared part) with position ids that
-skip the padding, so every row computes what it would alone. `judge_naive` is the plain baseline
-(`generate` per stage, full re-encoding) the benchmark and tests compare against.
+decoded greedily on that cache. Stage 2 encodes its whole text (prompt, `Rationale: `, the
+rationale, `\\nPreferred Summary=`) and feeds only the ids that differ from those already cached:
+usually the cue alone, but where the tokenizer merges the rationale's end with the cue (Llama-3
+makes one token of ".\\n") the differing tail of the rationale too, with the cached copies masked
+out, so stage 2 reads what a full re-encode reads. Rows are padded in the middle with position ids
+that skip the padding and the masked tokens, so every row computes what it would alone.
+`judge_naive` is the plain baseline (`generate` per stage, full re-encoding) the benchmark and tests
+compare against.
 
 A choice spelled with several tokens ("10" as `1` `0`) is read on the same cache: each row is
 copied once per token sequence that starts a longer choice and stepped one token [L08], so
@@ -23,28 +26,51 @@ P("10") = P(`1`)·P(`0` | `1`) and P("1") = P(`1`)·(1 − P(`0` | `1`)) [D45].
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from transformers import DynamicCache
 
 from rlaif.config import LabelerSettings
 from rlaif.labelers.base import JudgeRequest, JudgeResult, decide
-from rlaif.labelers.chat import chat_prompt, request_text
+from rlaif.labelers.chat import answer_text, chat_prompt, request_text
 from rlaif.models import load_causal_lm, load_tokenizer
 
 _SLOT = "\x00USER\x00"  # placeholder splitting the rendered chat template around the user text
 
 
-def _run_key(req: JudgeRequest) -> tuple:
+@dataclass(frozen=True)
+class Encoded:
+    """A request's stage-1 ids, cut into the segments the cache reuses."""
+
+    prefix: tuple[int, ...]
+    group: tuple[int, ...]
+    item: tuple[int, ...]
+
+    @property
+    def ids(self) -> list[int]:
+        return [*self.prefix, *self.group, *self.item]
+
+
+def _run_key(req: JudgeRequest, enc: Encoded) -> tuple:
     """What the requests of one cached batch must have in common."""
     return (
-        req.system,
-        req.shared,
+        enc.prefix,
         req.max_rationale_tokens,
         req.choices,
         req.cue,
         req.assistant_prefix,
         req.undecided_outside_top_k,
     )
+
+
+def _common_length(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 class HFLocalLabeler:
@@ -58,8 +84,8 @@ class HFLocalLabeler:
         self.lm = load_causal_lm(settings.model, self.tokenizer, settings.dtype).eval()
         if torch.cuda.is_available():
             self.lm.to("cuda")
-        self._prefix_caches: dict[str, tuple[list[int], DynamicCache]] = {}
-        self._templates: dict[str, tuple[str, str]] = {}
+        self._prefix_caches: dict[tuple[int, ...], DynamicCache] = {}
+        self._heads: dict[tuple, str] = {}
         self._choice_paths: dict[tuple, list[tuple[int, tuple[int, ...]]]] = {}
 
     # --- prompt -> token segments ---
@@ -67,21 +93,32 @@ class HFLocalLabeler:
         """The stage-1 text the model reads (chat template, assistant turn begun)."""
         return request_text(self.tokenizer, req)
 
-    def _template(self, system: str) -> tuple[str, str]:
-        """(text before the user content, text after it up to the start of the assistant turn)."""
-        if system not in self._templates:
-            head, tail = chat_prompt(self.tokenizer, system, _SLOT).split(_SLOT)
-            self._templates[system] = (head, tail)
-        return self._templates[system]
+    def _head(self, req: JudgeRequest) -> str:
+        """The rendered text before the user content (template head, system turn)."""
+        key = (req.system, req.separator)
+        if key not in self._heads:
+            self._heads[key] = chat_prompt(self.tokenizer, req.system, _SLOT, req.separator).split(_SLOT)[0]
+        return self._heads[key]
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False).input_ids
 
-    def segments(self, req: JudgeRequest) -> tuple[str, list[int], list[int], list[int]]:
-        """(prefix text, group ids, item ids, cue ids); the prefix ids come from `_prefix`."""
-        head, tail = self._template(req.system)
-        item = req.item + tail + req.assistant_prefix
-        return head + req.shared, self._ids(req.group), self._ids(item), self._ids(req.cue)
+    def encode(self, req: JudgeRequest) -> Encoded:
+        """The ids of the whole stage-1 text, cut where the shared preamble and the post end [L10].
+        A token that spans a cut goes to the later segment; if the template changed the user text
+        (a template that trims it), nothing is shared and all is `item`."""
+        text = self.render(req)
+        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        head = self._head(req)
+        if text.startswith(head + req.shared + req.group):
+            cut1, cut2 = len(head) + len(req.shared), len(head) + len(req.shared) + len(req.group)
+        else:
+            cut1 = cut2 = 0
+        ends = [end for _, end in enc.offset_mapping]
+        n1 = next((j for j, end in enumerate(ends) if end > cut1), len(ends))
+        n2 = next((j for j, end in enumerate(ends) if end > cut2), len(ends))
+        ids = enc.input_ids
+        return Encoded(tuple(ids[:n1]), tuple(ids[n1:n2]), tuple(ids[n2:]))
 
     def choice_paths(self, choices: tuple[str, ...], before: str = "") -> list[tuple[int, tuple[int, ...]]]:
         """(choice index, token ids) of every spelling of every choice: the choice alone, and with
@@ -128,23 +165,23 @@ class HFLocalLabeler:
         size = self.settings.batch_size
         for start in range(0, len(requests), size):
             batch = requests[start : start + size]
+            encoded = [self.encode(r) for r in batch]
             # One batch shares its prefix, rationale budget and answer; split where a request differs.
-            runs, current = [], [batch[0]]
-            for req in batch[1:]:
-                if _run_key(req) == _run_key(current[0]):
-                    current.append(req)
+            runs, current = [], [0]
+            for i in range(1, len(batch)):
+                if _run_key(batch[i], encoded[i]) == _run_key(batch[current[0]], encoded[current[0]]):
+                    current.append(i)
                 else:
                     runs.append(current)
-                    current = [req]
+                    current = [i]
             runs.append(current)
             for run in runs:
-                results += fn(run)
+                results += fn([batch[i] for i in run], [encoded[i] for i in run])
         return results
 
-    def _prefix(self, text: str) -> tuple[list[int], DynamicCache]:
-        """The shared prefix's ids and KV cache (batch 1), computed once per labeler [L02]."""
-        if text not in self._prefix_caches:
-            ids = self._ids(text)
+    def _prefix(self, ids: tuple[int, ...]) -> DynamicCache:
+        """The shared prefix's KV cache (batch 1), computed once per labeler [L02]."""
+        if ids not in self._prefix_caches:
             cache = DynamicCache(config=self.lm.config)
             self.lm(
                 input_ids=torch.tensor([ids], device=self.lm.device),
@@ -152,8 +189,8 @@ class HFLocalLabeler:
                 use_cache=True,
                 logits_to_keep=1,
             )
-            self._prefix_caches[text] = (ids, cache)
-        return self._prefix_caches[text]
+            self._prefix_caches[ids] = cache
+        return self._prefix_caches[ids]
 
     def _extend(self, cache: DynamicCache, mask: torch.Tensor, ids: torch.Tensor, new_mask: torch.Tensor):
         """Append tokens `ids` (B, S) to every row; `new_mask` (B, S) marks the real ones. Position
@@ -170,54 +207,62 @@ class HFLocalLabeler:
         )
         return out.logits[:, -1].float(), mask  # (B, V)
 
-    def _pad_left(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _pad_left(self, seqs: list) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(map(len, seqs))
-        ids = [[self.tokenizer.pad_token_id] * (width - len(s)) + s for s in seqs]
+        ids = [[self.tokenizer.pad_token_id] * (width - len(s)) + list(s) for s in seqs]
         mask = [[0] * (width - len(s)) + [1] * len(s) for s in seqs]
         device = self.lm.device
         return torch.tensor(ids, device=device), torch.tensor(mask, device=device)
 
-    def _judge_batch(self, reqs: list[JudgeRequest]) -> list[JudgeResult]:
-        device = self.lm.device
-        segs = [self.segments(r) for r in reqs]
-        _, prefix_cache = self._prefix(segs[0][0])
+    def _judge_batch(self, reqs: list[JudgeRequest], encoded: list[Encoded]) -> list[JudgeResult]:
+        device, rows = self.lm.device, len(reqs)
         # 1. each distinct post once, on copies of the shared prefix cache
-        group_keys = list(dict.fromkeys(reqs[i].group for i in range(len(reqs))))
-        row_group = torch.tensor([group_keys.index(r.group) for r in reqs], device=device)
-        group_ids = [next(s[1] for r, s in zip(reqs, segs) if r.group == g) for g in group_keys]
-        first = torch.zeros(len(group_keys), dtype=torch.long, device=device)
-        cache = DynamicCache(
-            ddp_cache_data=[(layer.keys[first], layer.values[first]) for layer in prefix_cache.layers],
-            config=self.lm.config,
-        )
-        mask = torch.ones(len(group_keys), prefix_cache.get_seq_length(), dtype=torch.long, device=device)
-        if any(group_ids):  # a judge whose requests share no post (the rating) has none to encode
-            _, mask = self._extend(cache, mask, *self._pad_left(group_ids))
+        group_keys = list(dict.fromkeys(e.group for e in encoded))
+        row_group = torch.tensor([group_keys.index(e.group) for e in encoded], device=device)
+        if encoded[0].prefix:
+            prefix_cache = self._prefix(encoded[0].prefix)
+            first = torch.zeros(len(group_keys), dtype=torch.long, device=device)
+            cache = DynamicCache(
+                ddp_cache_data=[(layer.keys[first], layer.values[first]) for layer in prefix_cache.layers],
+                config=self.lm.config,
+            )
+        else:  # nothing shared (a template that rewrites the user text)
+            cache = DynamicCache(config=self.lm.config)
+        mask = torch.ones(len(group_keys), len(encoded[0].prefix), dtype=torch.long, device=device)
+        if any(group_keys):  # a judge whose requests share no post has none to encode
+            _, mask = self._extend(cache, mask, *self._pad_left(group_keys))
         # 2. copy each post's cache to its rows (both orders), then the order-specific item
-        cache.batch_select_indices(row_group)
+        if cache.get_seq_length() > 0:
+            cache.batch_select_indices(row_group)
         mask = mask[row_group]
-        logits, mask = self._extend(cache, mask, *self._pad_left([s[2] for s in segs]))
-        # 3. stage 1 rationale on the same cache; stage 2 appends only the cue [L02]
+        logits, mask = self._extend(cache, mask, *self._pad_left([e.item for e in encoded]))
+        # 3. stage 1 rationale on the same cache; stage 2 feeds what its whole text adds [L02, L10]
         rationales = None
         if reqs[0].max_rationale_tokens > 0:
-            cue = torch.tensor(segs[0][3], device=device)
-            rationales, logits, mask = self._decode(cache, mask, logits, reqs[0].max_rationale_tokens, cue)
+            rationales, fed, mask = self._decode(cache, mask, logits, reqs[0].max_rationale_tokens)
+            targets = [self._ids(answer_text(self.tokenizer, r, t)) for r, t in zip(reqs, rationales)]
+            cached = [e.ids + f for e, f in zip(encoded, fed)]
+            # keep the cached ids the target starts with (at least one target id is fed, for its logits)
+            keep = [min(_common_length(c, t), len(t) - 1) for c, t in zip(cached, targets)]
+            kept = torch.tensor(keep, device=device)[:, None]
+            mask = mask * (mask.cumsum(1) <= kept)  # mask out the cached ids past the common start
+            logits, mask = self._extend(cache, mask, *self._pad_left([t[k:] for t, k in zip(targets, keep)]))
 
         def step(nodes: list[tuple[int, ...]], parents: list[int]) -> torch.Tensor:
             """Each node's parent rows copied and stepped on the node's last token [L08]; (len(nodes)*B, V)."""
             nonlocal mask
-            index = torch.cat([torch.arange(len(reqs), device=device) + block * len(reqs) for block in parents])
+            index = torch.cat([torch.arange(rows, device=device) + block * rows for block in parents])
             cache.batch_select_indices(index)
-            ids = torch.tensor([n[-1] for n in nodes], device=device).repeat_interleave(len(reqs))[:, None]
+            ids = torch.tensor([n[-1] for n in nodes], device=device).repeat_interleave(rows)[:, None]
             logits, mask = self._extend(cache, mask[index], ids, torch.ones_like(ids))
             return logits
 
         return self._read(logits, reqs, rationales, step)
 
-    def _decode(self, cache, mask, logits, max_new: int, cue: torch.Tensor):
-        """Greedy (or sampled) rationale up to EOS or `max_new` tokens; the EOS itself and every
-        later token are fed masked, so they are invisible to stage 2. The last step and the cue go
-        through one forward."""
+    def _decode(self, cache, mask, logits, max_new: int):
+        """Greedy (or sampled) rationale up to EOS or `max_new` tokens. Every token but the last
+        picked is fed to the cache (the EOS and later ones masked, invisible to stage 2). Returns
+        each row's rationale text, the rationale ids that were fed, and the mask."""
         eos, rows = self.tokenizer.eos_token_id, logits.shape[0]
         finished = torch.zeros(rows, dtype=torch.bool, device=logits.device)
         generated = []
@@ -226,18 +271,13 @@ class HFLocalLabeler:
             alive = ~finished & (token != eos)
             generated.append(torch.where(alive, token, -1))
             finished |= token == eos
-            ids, new_mask = token[:, None], alive[:, None].long()
-            done = step == max_new - 1 or bool(finished.all())
-            if done:
-                ids = torch.cat([ids, cue.expand(rows, -1)], dim=1)
-                new_mask = torch.cat(
-                    [new_mask, torch.ones(rows, len(cue), dtype=torch.long, device=logits.device)], dim=1
-                )
-            logits, mask = self._extend(cache, mask, ids, new_mask)
-            if done:
+            if step == max_new - 1 or bool(finished.all()):
                 break
+            logits, mask = self._extend(cache, mask, token[:, None], alive[:, None].long())
         tokens = torch.stack(generated, dim=1).tolist()  # (B, T_rationale)
-        return [[t for t in row if t >= 0] for row in tokens], logits, mask
+        fed = [[t for t in row[:-1] if t >= 0] for row in tokens]
+        texts = [self.tokenizer.decode([t for t in row if t >= 0], skip_special_tokens=True) for row in tokens]
+        return texts, fed, mask
 
     def _pick(self, logits: torch.Tensor) -> torch.Tensor:
         temperature = self.settings.rationale_temperature
@@ -256,7 +296,7 @@ class HFLocalLabeler:
         results = []
         for i, req in enumerate(reqs):
             in_top = not req.undecided_outside_top_k or any(ids[0] in top[i] for _, ids in paths)
-            rationale = self.tokenizer.decode(rationales[i], skip_special_tokens=True).strip() if rationales else None
+            rationale = rationales[i].strip() if rationales else None
             shown = [self.tokenizer.decode([t]) for t in top[i][:5]]
             results.append(decide(masses[i].tolist(), in_top, k, rationale, shown))
         return results
@@ -304,19 +344,19 @@ class HFLocalLabeler:
             **kwargs,
         )
 
-    def _judge_batch_naive(self, reqs: list[JudgeRequest]) -> list[JudgeResult]:
+    def _judge_batch_naive(self, reqs: list[JudgeRequest], encoded: list[Encoded]) -> list[JudgeResult]:
         if reqs[0].max_rationale_tokens > 0 and self.settings.rationale_temperature > 0:
             raise ValueError("judge_naive decodes greedily; set rationale_temperature to 0 to compare")
-        segs = [self.segments(r) for r in reqs]
-        prompts = [self._ids(s[0]) + s[1] + s[2] for s in segs]
+        prompts = [self._ids(self.render(r)) for r in reqs]  # the whole text, encoded in one piece
         rationales = None
         if reqs[0].max_rationale_tokens > 0:
             width, out = self._generate(prompts, reqs[0].max_rationale_tokens)
             eos = self.tokenizer.eos_token_id
             rationales = []
             for row in out[:, width:].tolist():
-                rationales.append(row[: row.index(eos)] if eos in row else row)
-            prompts = [p + r + s[3] for p, r, s in zip(prompts, rationales, segs)]
+                row = row[: row.index(eos)] if eos in row else row
+                rationales.append(self.tokenizer.decode(row, skip_special_tokens=True))
+            prompts = [self._ids(answer_text(self.tokenizer, r, t)) for r, t in zip(reqs, rationales)]
         _, out = self._generate(prompts, 1, output_logits=True, return_dict_in_generate=True)
 
         def step(nodes: list[tuple[int, ...]], parents: list[int]) -> torch.Tensor:

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from rlaif.config import ConfigError, LabelerSettings
 from rlaif.labelers.base import JudgeRequest, JudgeResult, decide, read_choices_with
-from rlaif.labelers.chat import request_text
+from rlaif.labelers.chat import answer_text, request_text
 
 RETRY_AFTER_CAP_S = 60.0
 
@@ -68,35 +68,30 @@ class OpenAIApiLabeler:
         except RequestFailed as e:
             self._count("failed")
             return JudgeResult(rationale and rationale.strip(), None, None, f"failed: {e}", failed=True)
+        # A server shows only its top tokens: with no choice among them the answer is undecided,
+        # whatever the request's rule for a full distribution [L04, L11].
         return decide(
             reading.masses,
-            reading.found or not req.undecided_outside_top_k,
+            reading.found,
             self.settings.top_logprobs,
             rationale and rationale.strip(),
             [token for token, _ in reading.top],
+            reading.bounded,
         )
 
     # --- the two stages ---
     def _rationale(self, req: JudgeRequest) -> str:
-        stop = [req.cue.strip()]  # a model that writes the answer key itself stops before it
-        temperature = self.settings.rationale_temperature
+        # a model that writes the answer key itself stops before it
+        body = {"max_tokens": req.max_rationale_tokens, "temperature": self.settings.rationale_temperature}
+        if req.cue.strip():
+            body["stop"] = [req.cue.strip()]
         if self.api.endpoint == "completions":
-            body = {
-                "prompt": self._plain(req),
-                "max_tokens": req.max_rationale_tokens,
-                "stop": stop,
-                "temperature": temperature,
-            }
-            reply = self._post("completions", body, lambda r: r["choices"][0]["text"])
+            reply = self._post("completions", {"prompt": self._plain(req), **body}, lambda r: r["choices"][0]["text"])
         else:
-            body = {
-                "messages": self._messages(req),
-                "max_tokens": req.max_rationale_tokens,
-                "stop": stop,
-                "temperature": temperature,
-            }
             reply = self._post(
-                "chat/completions", {**body, **self._continue_flags()}, lambda r: r["choices"][0]["message"]["content"]
+                "chat/completions",
+                {"messages": self._messages(req), **body, **self._continue_flags()},
+                lambda r: r["choices"][0]["message"]["content"],
             )
         if not isinstance(reply, str):
             raise RequestFailed(f"rationale is {type(reply).__name__}, not text")
@@ -108,7 +103,7 @@ class OpenAIApiLabeler:
         (a chat endpoint without continue_final_message)."""
         k = self.settings.top_logprobs
         if self.api.endpoint == "completions":
-            prompt = self._plain(req) + (rationale + req.cue if rationale is not None else "") + more
+            prompt = (answer_text(None, req, rationale) if rationale is not None else self._plain(req)) + more
             body = {"prompt": prompt, "max_tokens": 1, "temperature": 0.0, "logprobs": k}
             return self._post(
                 "completions", body, lambda r: _as_logprob_map(r["choices"][0]["logprobs"]["top_logprobs"][0])
@@ -126,10 +121,11 @@ class OpenAIApiLabeler:
     def _messages(
         self, req: JudgeRequest, rationale: str | None = None, answering: bool = False, more: str = ""
     ) -> list[dict]:
-        messages = [{"role": "system", "content": req.system}, {"role": "user", "content": req.user}]
+        messages = [{"role": "system", "content": req.system}] if req.system is not None else []
+        messages.append({"role": "user", "content": req.user})
         if self.api.continue_final_message:
-            turn = req.assistant_prefix + (rationale + req.cue if answering and rationale is not None else "") + more
-            return messages + [{"role": "assistant", "content": turn}]
+            turn = req.answer(rationale) if answering and rationale is not None else req.assistant_prefix
+            return messages + [{"role": "assistant", "content": turn + more}]
         if answering and rationale is not None:
             messages += [
                 {"role": "assistant", "content": rationale.strip()},
@@ -144,7 +140,7 @@ class OpenAIApiLabeler:
 
     @staticmethod
     def _plain(req: JudgeRequest) -> str:
-        """The completions endpoint's prompt: the request as plain text (no tokenizer, no template)."""
+        """The completions endpoint's stage-1 prompt: the request as plain text (no template)."""
         return request_text(None, req)
 
     # --- transport ---

@@ -17,7 +17,7 @@ import torch
 
 from rlaif.config import LabelerSettings
 from rlaif.labelers.base import Labeler, make_labeler
-from rlaif.labelers.prompts import RATING_SCORES, RatingPrompt, judge_text_from_prompt
+from rlaif.labelers.prompts import RATING_SCORES, RatingPrompt, judge_text_from_prompt, rating_template
 
 SCORES = torch.tensor([float(s) for s in RATING_SCORES])  # 1..10
 
@@ -27,10 +27,13 @@ class RatingFailed(RuntimeError):
     rerun resumes from its last checkpoint."""
 
 
-def rescale(probs: torch.Tensor) -> torch.Tensor:
-    """(B, 10) probabilities of the scores 1..10 -> expected score mapped from [1, 10] to [-1, 1], (B,)."""
-    expected = (probs * SCORES.to(probs.device)).sum(-1) / probs.sum(-1)
-    return (expected - 5.5) / 4.5
+def rescale(probs: torch.Tensor, values: torch.Tensor = SCORES) -> torch.Tensor:
+    """(B, N) probabilities of the scores `values` (1..10) -> the expected score mapped from
+    [min, max] to [-1, 1], (B,): (E - 5.5) / 4.5 for 1..10 [D45]."""
+    values = values.to(probs.device)
+    expected = (probs * values).sum(-1) / probs.sum(-1)
+    middle, half_range = (values.max() + values.min()) / 2, (values.max() - values.min()) / 2
+    return (expected - middle) / half_range
 
 
 class RatingJudge:
@@ -38,14 +41,14 @@ class RatingJudge:
 
     def __init__(self, settings: LabelerSettings, prompt: RatingPrompt | None = None, labeler: Labeler | None = None):
         self.labeler = labeler if labeler is not None else make_labeler(settings)
-        self.prompt = prompt if prompt is not None else RatingPrompt()
+        self.prompt = prompt if prompt is not None else RatingPrompt(rating_template())
         self.unrated = 0
         """Summaries so far with no score among the labeler's top tokens (HTTP, vLLM); scored 0."""
 
     def score_probs(self, prompts: list[str], summaries: list[str]) -> torch.Tensor:
-        """(N, 10) probabilities of the scores 1..10, renormalised over the ten. A summary the labeler
-        gave no score at all (none of 1-10 among a server's top tokens) gets the uniform distribution,
-        i.e. the midpoint score 0, and is counted in `unrated`."""
+        """(N, 10) probabilities of the scores 1..10 (a template may have other choices), renormalised.
+        A summary the labeler gave no score at all (none among a server's top tokens) gets the uniform
+        distribution, i.e. the midpoint score 0, and is counted in `unrated`."""
         requests = [self.prompt.request(judge_text_from_prompt(p), s) for p, s in zip(prompts, summaries, strict=True)]
         results = self.labeler.judge(requests)
         rows, unrated = [], 0
@@ -54,7 +57,7 @@ class RatingJudge:
                 raise RatingFailed(f"d-RLAIF rating by {self.labeler.backend} {self.labeler.model}: {result.error}")
             if result.probs is None:
                 unrated += 1
-                rows.append([1.0 / len(RATING_SCORES)] * len(RATING_SCORES))
+                rows.append([1.0 / len(self.prompt.template.choices)] * len(self.prompt.template.choices))
             else:
                 rows.append(list(result.probs))
         if unrated:
@@ -68,4 +71,5 @@ class RatingJudge:
 
     def scores(self, prompts: list[str], summaries: list[str]) -> torch.Tensor:
         """(N,) d-RLAIF scores in [-1, 1] [D45]."""
-        return rescale(self.score_probs(prompts, summaries))
+        values = torch.tensor([float(c) for c in self.prompt.template.choices])
+        return rescale(self.score_probs(prompts, summaries), values)

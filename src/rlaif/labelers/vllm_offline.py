@@ -1,17 +1,20 @@
 """Labeler backend: vLLM's offline `LLM` engine (optional; `pip install vllm` on a GPU machine).
 
-Prompts are rendered with the model's chat template, the assistant turn begun, as in hf_local.
-Stage 1 generates every rationale in one `generate` call; stage 2 asks for one token with
-`logprobs=top_logprobs` on prompt + rationale + cue. A choice of several tokens ("10") takes one
-more such call with the tokens read so far appended [L08]. vLLM's automatic prefix caching gives the
-reuse hf_local does by hand: the preamble, the post and the stage-1 context are shared blocks.
+Prompts are rendered with the model's chat template, the assistant turn begun, as in hf_local,
+and go to the engine as token ids (`{"prompt_token_ids": ...}`): a text prompt would be encoded
+again with the tokenizer's special tokens, and Llama-3's template already starts with
+`<|begin_of_text|>`, so every prompt would carry two [L10]. Stage 1 generates every rationale in
+one `generate` call; stage 2 encodes the whole text with the rationale and asks for one token with
+`logprobs=top_logprobs`. A choice of several tokens ("10") takes one more such call with the tokens
+read so far appended [L08]. vLLM's automatic prefix caching gives the reuse hf_local does by hand:
+the preamble, the post and the stage-1 context are shared blocks.
 """
 
 from __future__ import annotations
 
 from rlaif.config import LabelerSettings
 from rlaif.labelers.base import ChoiceReading, JudgeRequest, JudgeResult, TopTokens, decide, read_choices
-from rlaif.labelers.chat import request_text
+from rlaif.labelers.chat import answer_text, request_text
 from rlaif.models import ModelLoadError, resolve_model
 
 
@@ -44,31 +47,37 @@ class VLLMOfflineLabeler:
     def render(self, req: JudgeRequest) -> str:
         return request_text(self.tokenizer, req)
 
+    def _ids(self, text: str) -> list[int]:
+        """The ids of a text as the model reads it: the template's own special tokens, none added."""
+        return self.tokenizer(text, add_special_tokens=False).input_ids
+
     def judge(self, requests: list[JudgeRequest]) -> list[JudgeResult]:
-        prompts = [self.render(r) for r in requests]
+        prompts = [self._ids(self.render(r)) for r in requests]
         rationales: list[str | None] = [None] * len(requests)
         for budget in sorted({r.max_rationale_tokens for r in requests} - {0}):
             idx = [i for i, r in enumerate(requests) if r.max_rationale_tokens == budget]
+            stop = requests[idx[0]].cue.strip()
             params = self._params(
-                temperature=self.settings.rationale_temperature, max_tokens=budget, stop=[requests[idx[0]].cue.strip()]
+                temperature=self.settings.rationale_temperature, max_tokens=budget, stop=[stop] if stop else []
             )
-            for i, out in zip(idx, self.engine.generate([prompts[i] for i in idx], params, use_tqdm=False)):
+            outs = self.engine.generate([{"prompt_token_ids": prompts[i]} for i in idx], params, use_tqdm=False)
+            for i, out in zip(idx, outs):
                 rationales[i] = out.outputs[0].text
-                prompts[i] += rationales[i] + requests[i].cue
+                prompts[i] = self._ids(answer_text(self.tokenizer, requests[i], rationales[i]))
         readings, errors = self._read(requests, prompts)
         results = []
-        for req, rationale, reading, error in zip(requests, rationales, readings, errors):
+        for rationale, reading, error in zip(rationales, readings, errors):
             rationale = rationale.strip() if rationale is not None else None
             if error is not None:
                 results.append(JudgeResult(rationale, None, None, error, failed=True))
                 continue
-            found = reading.found or not req.undecided_outside_top_k
-            results.append(
-                decide(reading.masses, found, self.settings.top_logprobs, rationale, [t for t, _ in reading.top])
-            )
+            # the engine shows only its top tokens: none of the choices among them is undecided [L04, L11]
+            top_tokens = [t for t, _ in reading.top]
+            k = self.settings.top_logprobs
+            results.append(decide(reading.masses, reading.found, k, rationale, top_tokens, reading.bounded))
         return results
 
-    def _read(self, requests: list[JudgeRequest], prompts: list[str]):
+    def _read(self, requests: list[JudgeRequest], prompts: list[list[int]]):
         """Every request's choice probabilities, in rounds: one `generate` call reads the answer
         position of all requests, and one more each time some choice needs another token [L08]."""
         params = self._params(temperature=0.0, max_tokens=1, logprobs=self.settings.top_logprobs)
@@ -78,7 +87,8 @@ class VLLMOfflineLabeler:
         errors: list[str | None] = [None] * len(requests)
         while pending:
             order = list(pending)
-            outs = self.engine.generate([prompts[i] + pending[i] for i in order], params, use_tqdm=False)
+            batch = [{"prompt_token_ids": prompts[i] + self._ids(pending[i])} for i in order]
+            outs = self.engine.generate(batch, params, use_tqdm=False)
             pending = {}
             for i, out in zip(order, outs):
                 steps = out.outputs[0].logprobs

@@ -18,7 +18,8 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from rlaif.config import LabelerSettings
+from rlaif.config import LabelerSettings, RLConfig
+from rlaif.labelers.prompts import rating_prompt
 from rlaif.labelers.rating import RatingJudge
 from rlaif.models import disable_dropout
 from rlaif.reward.model import score as score_texts
@@ -66,8 +67,13 @@ class DirectReward:
     """d-RLAIF as a reward source: the AI labeler's 1-10 rating of each response's text, rescaled
     to [-1, 1] [D45]. The rating judge is rlaif.labelers.rating; any labeler backend works."""
 
-    def __init__(self, settings: LabelerSettings, judge: RatingJudge | None = None):
-        self.judge = judge if judge is not None else RatingJudge(settings)
+    def __init__(self, settings: LabelerSettings, section: RLConfig | None = None, judge: RatingJudge | None = None):
+        """`settings`: the labeler; `section`: the rl config, for its rating prompt (rl.direct_prompt_file,
+        rl.direct_discourage_length); None = the built-in prompt."""
+        if judge is None:
+            prompt = rating_prompt(section or RLConfig(), settings.max_rationale_tokens)
+            judge = RatingJudge(settings, prompt)
+        self.judge = judge
 
     def score_probs(self, prompts: list[str], responses: list[str]) -> torch.Tensor:
         """(B, 10) probabilities of the scores 1..10."""

@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rlaif.artifacts import RunDir, atomic_write_text, barrier, is_main_process
-from rlaif.config import PipelineConfig
+from rlaif.config import DatasetConfig, PipelineConfig
 from rlaif.data import build_prompt, load_posts
 from rlaif.evaluation import stats
 from rlaif.generation import generate
@@ -54,7 +54,9 @@ def upstream(cfg: PipelineConfig, stage: str = "evaluate") -> tuple[str, ...]:
 
 
 def data_sources(cfg: PipelineConfig, stage: str = "evaluate"):
-    return cfg.data.eval
+    # the judge's prompt template file is an input: editing it must make the judgements stale
+    prompt_file = cfg.evaluate.judge_prompt_file
+    return list(cfg.data.eval) + ([DatasetConfig(path=prompt_file)] if prompt_file else [])
 
 
 def run(cfg: PipelineConfig, rundir: RunDir, stage: str = "evaluate") -> dict:
@@ -107,7 +109,8 @@ def run(cfg: PipelineConfig, rundir: RunDir, stage: str = "evaluate") -> dict:
             "backend": ev.judge.backend,
             "model": ev.judge.model,
             "style": ev.judge_style,
-            "prompt_id": eval_prompt(ev.judge_style, ev.judge.max_rationale_tokens).prompt_id,
+            "prompt_id": eval_prompt(ev).prompt_id,
+            "prompt": eval_prompt(ev).record(),
             **_position_bias([row for rows in judgements.values() for row in rows]),
         },
         "comparisons": {c: _comparison_metrics(judgements[c], ev.bootstrap_samples, cfg.seed) for c in comparisons},
@@ -234,7 +237,7 @@ def _judge(out_dir, comparisons, text, prompts, ev) -> dict[str, list[dict]]:
     """comparison -> judgement rows; only pairs missing from judgements.jsonl are sent to the judge."""
     from rlaif.labelers.base import make_labeler
 
-    prompt = eval_prompt(ev.judge_style, ev.judge.max_rationale_tokens)
+    prompt = eval_prompt(ev)
     with AppendLog(out_dir / "judgements.jsonl") as log:
         done = {(row["comparison"], row["id"]): row for row in log.rows}
         # Post-major order: every comparison of a post sits in one judge call, so a backend that

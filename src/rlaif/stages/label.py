@@ -22,7 +22,7 @@ from rlaif.data.tldr import LoadReport
 from rlaif.jsonl import AppendLog, read_jsonl
 from rlaif.labelers.annotate import annotate, label_metrics
 from rlaif.labelers.base import LabelingIncomplete, make_labeler
-from rlaif.labelers.prompts import judge_text_from_prompt, make_prompt
+from rlaif.labelers.prompts import judge_text_from_prompt, label_prompt
 from rlaif.stages.pairs import single_process
 
 ALIGNMENT_STAGE = "label_alignment"
@@ -33,8 +33,8 @@ def upstream(cfg: PipelineConfig, stage: str = "label") -> tuple[str, ...]:
 
 
 def data_sources(cfg: PipelineConfig, stage: str = "label") -> list[DatasetConfig]:
-    # The exemplars file is an input: editing it must make the labels stale.
-    fewshot = [DatasetConfig(path=cfg.label.fewshot_file)] if cfg.label.fewshot_file else []
+    # The exemplars and prompt template files are inputs: editing one must make the labels stale.
+    fewshot = [DatasetConfig(path=f) for f in (cfg.label.fewshot_file, cfg.label.prompt_file) if f]
     if stage == ALIGNMENT_STAGE:
         return list(cfg.label.alignment_summarize) + list(cfg.label.alignment_dialogue) + fewshot
     return fewshot
@@ -47,7 +47,7 @@ def run(cfg: PipelineConfig, rundir: RunDir, stage: str = "label") -> dict:
     single_process(stage)
     out = rundir.begin(stage, section, upstream=upstream(cfg), data=data_sources(cfg))
     pairs = read_jsonl(rundir.stage_dir("pairs") / "pairs.jsonl")[: section.max_pairs]
-    prompt = make_prompt("summarize", section.prompt_style, section.labeler.max_rationale_tokens, section.fewshot_file)
+    prompt = label_prompt(section)
     labeler = make_labeler(section.labeler)
     with AppendLog(out.dir / "labels.jsonl") as labels, AppendLog(out.dir / "failures.jsonl") as failures:
         stats = annotate(
@@ -80,9 +80,8 @@ def run_alignment(cfg: PipelineConfig, rundir: RunDir) -> dict:
                 f"label.alignment_{task}: no comparisons left after label.alignment_min_confidence="
                 f"{min_confidence} ({report['below_confidence']} below it or without a confidence)"
             )
-        # Exemplars are written for one task (TL;DR), so the dialogue set is judged 0-shot.
-        fewshot = section.fewshot_file if task == "summarize" else None
-        prompt = make_prompt(task, section.prompt_style, section.labeler.max_rationale_tokens, fewshot)
+        # Exemplars and prompt files are written for one task (TL;DR): the dialogue set gets the built-in prompt, 0-shot.
+        prompt = label_prompt(section, task)
         text_of = judge_text_from_prompt if task == "summarize" else dialogue_context
         with AppendLog(out.dir / f"{task}.jsonl") as labels, AppendLog(out.dir / f"{task}_failures.jsonl") as failures:
             stats = annotate(

@@ -15,7 +15,7 @@ import time
 import torch
 
 from rlaif.artifacts import RunDir, barrier, is_main_process
-from rlaif.config import ConfigError, PipelineConfig
+from rlaif.config import ConfigError, DatasetConfig, PipelineConfig
 from rlaif.data import DataError, build_prompt, load_posts
 from rlaif.models import load_tokenizer
 from rlaif.rl.heldout import heldout_eval
@@ -39,6 +39,9 @@ def uses_direct_reward(cfg: PipelineConfig, stage: str) -> bool:
 
 def data_sources(cfg: PipelineConfig, stage: str = "rl"):
     sources = list(cfg.rl.prompts or cfg.data.prompts)
+    # d-RLAIF's prompt template file is an input: editing it must make the policy stale
+    if uses_direct_reward(cfg, stage) and cfg.rl.direct_prompt_file:
+        sources.append(DatasetConfig(path=cfg.rl.direct_prompt_file))
     return sources + (list(cfg.data.eval) if cfg.rl.heldout_posts else [])
 
 
@@ -68,7 +71,7 @@ def _reward(cfg: PipelineConfig, rundir: RunDir, stage: str, tokenizer, sft_path
     if uses_direct_reward(cfg, stage):
         from rlaif.rl.rewards import DirectReward
 
-        return DirectReward(rl.direct_labeler or cfg.label.labeler), None, None, None
+        return DirectReward(rl.direct_labeler or cfg.label.labeler, rl), None, None, None
     from rlaif.reward.model import load_reward_model
     from rlaif.rl.rewards import RewardModelReward, shared_base_adapter
 
