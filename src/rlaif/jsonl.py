@@ -26,6 +26,24 @@ def read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
+def write_jsonl(path: Path, rows: Iterable[dict]) -> None:
+    """Write a whole JSONL file at once, through a temp file and a rename: a kill leaves the old file
+    or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def read_complete(path: Path) -> list[dict]:
+    """Rows of a JSONL file that a kill may have cut mid-line: the partial last line is left out
+    (the file itself is not changed; AppendLog cuts it when it reopens the file for appends)."""
+    return _complete_rows(Path(path))[0]
+
+
 def _complete_rows(path: Path) -> tuple[list[dict], int]:
     """Rows of the complete lines and the byte length they span (a partial last line excluded)."""
     data = path.read_bytes()

@@ -187,3 +187,35 @@ def align_with_tokenizer(model, tokenizer: PreTrainedTokenizerBase) -> None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
         model.generation_config.eos_token_id = tokenizer.eos_token_id
     disable_dropout(model)
+
+
+def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions that skip left padding, as generate() assigns them: (B, L) -> (B, L) [D01]. Needed by
+    absolute-position models (GPT-2) and by every forward that must match a left-padded generate."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def encode_left(tokenizer: PreTrainedTokenizerBase, texts: list[str], device: torch.device | str | None = None):
+    """Left-padded token ids and attention mask of `texts` (no special tokens added): every row's last
+    token sits in the last column, where generation continues [D01]. The tokenizer is not modified."""
+    batch = tokenizer(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+    return batch.to(device) if device is not None else batch
+
+
+def merge_adapter(model, adapter_dir: Path | None, **save_kwargs):
+    """The model with its LoRA adapter merged into the base weights (peft `merge_and_unload`); the
+    adapter is saved to `adapter_dir` first (None: not saved). A model without an adapter is returned
+    as it is."""
+    if not hasattr(model, "merge_and_unload"):
+        return model
+    if adapter_dir is not None:
+        model.save_pretrained(adapter_dir, safe_serialization=True, **save_kwargs)
+    return model.merge_and_unload()
+
+
+def save_model(model, tokenizer: PreTrainedTokenizerBase, out: Path, adapter_dir: Path | None = None) -> None:
+    """A plain Hugging Face folder (safetensors) that the next stage loads with `from_pretrained` alone.
+    A peft model is merged first; its adapter is kept in `adapter_dir` (default: `adapter/` beside `out`)."""
+    model = merge_adapter(model, adapter_dir or out.parent / "adapter")
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)

@@ -28,11 +28,10 @@ from rlaif.config.pipeline import LoggingConfig, PipelineConfig, load_config, to
 from rlaif.config.reward import RewardConfig
 from rlaif.config.rl import PPOSettings, RLConfig
 from rlaif.config.sft import PairsConfig, SFTConfig
-from rlaif.config.validate import EVAL_SYSTEMS, validate
+from rlaif.config.validate import validate
 
 __all__ = [
     "EMBEDDED_MODELS",
-    "EVAL_SYSTEMS",
     "LOCAL_DATA_SUFFIXES",
     "ConfigError",
     "DataConfig",

@@ -176,16 +176,16 @@ def _validate_pairs_label(cfg: PipelineConfig) -> None:
                 raise ConfigError(f"label.{section}.{i}.path: file not found: {ds.path}")
 
 
-EVAL_SYSTEMS = ("sft", "rl", "rl_rlhf", "reference")
-
-
 def _validate_evaluate(cfg: PipelineConfig) -> None:
+    from rlaif.pipeline import system_names  # the registry names every system; imported late: it reads config
+
     ev = cfg.evaluate
+    systems = system_names()
     for i, item in enumerate(ev.comparisons):
         a, sep, b = item.partition(":")
-        if not sep or a not in EVAL_SYSTEMS or b not in EVAL_SYSTEMS or a == b:
+        if not sep or a not in systems or b not in systems or a == b:
             raise ConfigError(
-                f"evaluate.comparisons.{i}: {item!r} is not `A:B` with two different systems of {', '.join(EVAL_SYSTEMS)}"
+                f"evaluate.comparisons.{i}: {item!r} is not `A:B` with two different systems of {', '.join(systems)}"
             )
     for where, value in (
         ("evaluate.max_new_tokens", ev.max_new_tokens),

@@ -1,10 +1,11 @@
 """Stages `rl` (RLAIF arm) and `rl_rlhf` (RLHF arm): PPO of the SFT policy against the arm's reward.
 
-Reads sft/model and reward/model (reward_rlhf/model for rl_rlhf; no RM for reward_source
-`direct`); prompts are rl.prompts, else the prompt pool from pairs.num_posts on (posts the RM
-never trained on). Writes <stage>/{model/ (plain HF folder), adapter/ (lean), metrics.jsonl,
-samples.jsonl, heldout.jsonl, metrics.json}; checkpoints/ while it runs (removed once model/ is
-saved; a rerun of a killed run resumes from the newest). The PPO itself is rlaif.rl.
+Reads sft/model and the arm's reward model (the registry's `reward` of the stage; none for the
+RLAIF arm's reward_source `direct`); prompts are rl.prompts, else the prompt pool from
+pairs.num_posts on (posts the RM never trained on; rlaif.data.splits). Writes <stage>/{model/
+(plain HF folder), adapter/ (lean), metrics.jsonl, samples.jsonl, heldout.jsonl, metrics.json};
+checkpoints/ while it runs (removed once model/ is saved; a rerun of a killed run resumes from the
+newest). The PPO itself is rlaif.rl.
 """
 
 from __future__ import annotations
@@ -14,65 +15,40 @@ import time
 
 import torch
 
-from rlaif.artifacts import RunDir, barrier, is_main_process
-from rlaif.config import ConfigError, PipelineConfig
-from rlaif.data import DataError, build_prompt, load_posts
+from rlaif.artifacts import barrier, is_main_process
+from rlaif.config import PipelineConfig
+from rlaif.data import eval_records, policy_posts, prompt_records
+from rlaif.jsonl import read_complete, write_jsonl
 from rlaif.models import load_tokenizer
-from rlaif.rl.heldout import heldout_eval
+from rlaif.pipeline import uses_direct_reward
+from rlaif.rl.heldout import heldout_kl, heldout_summaries
 from rlaif.rl.policy import load_models, save_policy
-from rlaif.rl.trainer import PPOTrainer, read_log
+from rlaif.rl.trainer import PPOTrainer
+from rlaif.stages import StageContext
 from rlaif.tracking import log_rows
-from rlaif.training import write_jsonl
-
-REWARD_STAGE = {"rl": "reward", "rl_rlhf": "reward_rlhf"}
-
-
-def upstream(cfg: PipelineConfig, stage: str = "rl") -> tuple[str, ...]:
-    """Stages whose outputs this one reads."""
-    return ("sft",) if uses_direct_reward(cfg, stage) else ("sft", REWARD_STAGE[stage])
-
-
-def uses_direct_reward(cfg: PipelineConfig, stage: str) -> bool:
-    """d-RLAIF replaces the RM of the RLAIF arm only; the RLHF arm always has its human-trained RM."""
-    return cfg.rl.reward_source == "direct" and stage == "rl"
-
-
-def data_sources(cfg: PipelineConfig, stage: str = "rl"):
-    sources = list(cfg.rl.prompts or cfg.data.prompts)
-    return sources + (list(cfg.data.eval) if cfg.rl.heldout_posts else [])
 
 
 def rl_prompts(cfg: PipelineConfig, tokenizer) -> list[dict]:
     """{id, prompt} of the posts to optimise on (see the module docstring)."""
-    if cfg.rl.prompts:
-        posts, _ = load_posts(cfg.rl.prompts)
-    elif cfg.data.prompts:
-        posts, _ = load_posts(cfg.data.prompts)
-        skip = cfg.pairs.num_posts or 0
-        if skip >= len(posts):
-            raise DataError(
-                f"pairs.num_posts={skip} uses all {len(posts)} posts of data.prompts; none is left for RL "
-                "(lower it, add posts, or set rl.prompts)"
-            )
-        posts = posts.select(range(skip, len(posts)))
-    else:
-        raise ConfigError("rl.prompts: empty and so is data.prompts; RL needs posts to optimise on")
-    return [{"id": p["id"], "prompt": build_prompt(tokenizer, p, cfg.data.max_prompt_tokens)} for p in posts]
+    posts = policy_posts(cfg, cfg.rl.prompts, "rl")
+    return [
+        {"id": r["id"], "prompt": r["prompt"]} for r in prompt_records(posts, tokenizer, cfg.data.max_prompt_tokens)
+    ]
 
 
-def _reward(cfg: PipelineConfig, rundir: RunDir, stage: str, tokenizer, sft_path: str):
+def _reward(ctx: StageContext, tokenizer, sft_path: str):
     """(reward fn or None, RM module or None, RM folder or None, shared RM adapter or None).
     None as reward fn: lean mode runs the RM's LoRA adapter on the policy's base (set up after
     the models are built)."""
-    rl = cfg.rl
-    if uses_direct_reward(cfg, stage):
+    cfg, rl = ctx.cfg, ctx.section
+    if uses_direct_reward(cfg, ctx.stage):
         from rlaif.rl.direct import DirectReward
 
         return DirectReward(rl.direct_labeler or cfg.label.labeler), None, None, None
     from rlaif.reward.model import load_reward_model
     from rlaif.rl.rewards import RewardModelReward, shared_base_adapter
 
-    path = str(rundir.stage_dir(REWARD_STAGE[stage]) / "model")
+    path = str(ctx.artifact(ctx.stage.reward, "model"))
     if rl.mode == "lean" and (adapter := shared_base_adapter(path, sft_path)) is not None:
         return None, None, path, adapter
     rm, rm_tokenizer = load_reward_model(path, rl.dtype)
@@ -92,24 +68,22 @@ def _share_reward(models, rm_path: str, adapter, batch_size: int) -> None:
         models.trainable.value_head.weight.copy_(models.reward.score.weight)
 
 
-def run(cfg: PipelineConfig, rundir: RunDir, stage: str = "rl") -> dict:
+def run(ctx: StageContext) -> dict:
     from accelerate import Accelerator
 
-    rl = cfg.rl
-    # Before anything touches the distributed state: on CPU, accelerate needs cpu=True to use gloo.
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    out = rundir.begin(stage, rl, upstream=upstream(cfg, stage), data=data_sources(cfg, stage))
+    cfg, rl, stage = ctx.cfg, ctx.section, ctx.stage.name
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())  # cpu=True: gloo on a CPU-only machine
     t0 = time.time()
-    sft_path = str(rundir.stage_dir("sft") / "model")
+    sft_path = str(ctx.artifact("sft", "model"))
     tokenizer = load_tokenizer(sft_path, padding_side="left")
     prompts = rl_prompts(cfg, tokenizer)
-    reward, rm, rm_path, shared_adapter = _reward(cfg, rundir, stage, tokenizer, sft_path)
+    reward, rm, rm_path, shared_adapter = _reward(ctx, tokenizer, sft_path)
     torch.manual_seed(cfg.seed)  # LoRA and head initialisation: the same on every process
     models = load_models(rl, sft_path, tokenizer, reward, rm, rm_path)
     if shared_adapter is not None:
         _share_reward(models, rm_path, shared_adapter, rl.forward_batch_size)
-    trainer = PPOTrainer(models, tokenizer, prompts, rl, out.dir, cfg.seed, accelerator)
-    resumed_at = trainer.resume() if out.resumed else None
+    trainer = PPOTrainer(models, tokenizer, prompts, rl, ctx.dir, cfg.seed, accelerator)
+    resumed_at = trainer.resume() if ctx.resumed else None
     if resumed_at is not None and is_main_process():
         print(f"[rlaif] {stage}: resuming after PPO step {resumed_at}", flush=True)
     train_t0 = time.time()
@@ -118,7 +92,7 @@ def run(cfg: PipelineConfig, rundir: RunDir, stage: str = "rl") -> dict:
 
     metrics = {
         "mode": rl.mode,
-        "reward_source": "direct" if uses_direct_reward(cfg, stage) else "reward_model",
+        "reward_source": "direct" if uses_direct_reward(cfg, ctx.stage) else "reward_model",
         "reward_model": "adapter on the policy's base" if shared_adapter is not None else rm_path,
         "steps": trainer.num_steps,
         "episodes": trainer.num_steps * trainer.global_batch,
@@ -132,17 +106,17 @@ def run(cfg: PipelineConfig, rundir: RunDir, stage: str = "rl") -> dict:
         "last_step": last,
     }
     if is_main_process():
-        if rl.heldout_posts and cfg.data.eval:
-            posts, _ = load_posts(cfg.data.eval)
-            records = [
-                {"id": p["id"], "prompt": build_prompt(tokenizer, p, cfg.data.max_prompt_tokens)}
-                for p in posts.select(range(min(rl.heldout_posts, len(posts))))
-            ]
-            summary, rows = heldout_eval(models, tokenizer, records, rl, cfg.seed, rl.forward_batch_size)
+        records = eval_records(cfg, tokenizer, rl.heldout_posts) if rl.heldout_posts and cfg.data.eval else []
+        # the KL check samples from the policy in memory, before save_policy merges its adapter
+        kls = heldout_kl(models, tokenizer, records, rl, cfg.seed) if records else []
+        save_policy(models, tokenizer, ctx.dir / "model")
+        if records:
+            summary, rows = heldout_summaries(
+                records, kls, tokenizer, rl, sft_path, str(ctx.dir / "model"), rm_path, _direct_settings(ctx)
+            )
             metrics.update(summary)
-            write_jsonl(out.dir / "heldout.jsonl", rows)
-        save_policy(models, tokenizer, out.dir / "model")
-        shutil.rmtree(out.dir / "checkpoints", ignore_errors=True)  # model/ is complete: nothing left to resume
+            write_jsonl(ctx.dir / "heldout.jsonl", rows)
+        shutil.rmtree(ctx.dir / "checkpoints", ignore_errors=True)  # model/ is complete: nothing left to resume
         gain = (
             f"; held-out RM score {metrics['heldout/sft_score']:.3f} (SFT) -> {metrics['heldout/policy_score']:.3f}, "
             f"KL {metrics['heldout/kl_to_sft']:.2f}"
@@ -150,11 +124,15 @@ def run(cfg: PipelineConfig, rundir: RunDir, stage: str = "rl") -> dict:
             else ""
         )
         print(
-            f"[rlaif] {stage}: {metrics['episodes']} episodes in {train_seconds:.0f}s{gain}; model in {out.dir / 'model'}",
+            f"[rlaif] {stage}: {metrics['episodes']} episodes in {train_seconds:.0f}s{gain}; model in {ctx.dir / 'model'}",
             flush=True,
         )
-        log_rows(cfg, stage, read_log(out.dir / "metrics.jsonl"))  # mirror to tensorboard / wandb when configured
+        log_rows(cfg, stage, read_complete(ctx.dir / "metrics.jsonl"))  # mirror to tensorboard / wandb when configured
     barrier()
     metrics["seconds"] = round(time.time() - t0, 2)
-    rundir.finish(out, metrics)
     return metrics
+
+
+def _direct_settings(ctx: StageContext):
+    """The labeler of a d-RLAIF reward, None when the stage reads a reward model."""
+    return (ctx.section.direct_labeler or ctx.cfg.label.labeler) if uses_direct_reward(ctx.cfg, ctx.stage) else None
