@@ -8,8 +8,10 @@ options become flags of its command.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
+import typing
 
 from rlaif import pipeline
 from rlaif.artifacts import StageInputError
@@ -34,9 +36,10 @@ USER_ERRORS = (
 def stage_help(stage: pipeline.Stage) -> str:
     if stage.section is None:
         return "This stage has no settings of its own."
-    section_cls = PipelineConfig.__dataclass_fields__[stage.section].default_factory
+    hint = typing.get_type_hints(PipelineConfig)[stage.section]
+    section_cls = next(t for t in (hint, *typing.get_args(hint)) if dataclasses.is_dataclass(t))  # X or X | None
     lines = [f"Fields of section `{stage.section}` (override with --set {stage.section}.FIELD=VALUE):"]
-    lines += describe(type(section_cls()), f"{stage.section}.")
+    lines += describe(section_cls, f"{stage.section}.")
     lines += ["", "Shared fields of section `data`:"] + describe(DataConfig, "data.")
     return "\n".join(lines)
 

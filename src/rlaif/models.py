@@ -219,3 +219,46 @@ def save_model(model, tokenizer: PreTrainedTokenizerBase, out: Path, adapter_dir
     model = merge_adapter(model, adapter_dir or out.parent / "adapter")
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
+
+
+# ----------------------------------------------------------------------------------------------
+# Snapshots: points of a training run, for the KL-reward frontier (stage `frontier`)
+
+SNAPSHOT_PREFIX = "step-"
+
+
+def save_snapshot(model, out: Path) -> None:
+    """One point of training, for the frontier: a peft model's policy adapter alone (its base is the
+    stage's sft/model, so a point costs megabytes), else the whole model in Hugging Face layout.
+    Written to a temp folder and renamed, so a kill never leaves half a snapshot."""
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    if hasattr(model, "peft_config"):
+        model.save_pretrained(tmp, safe_serialization=True, selected_adapters=[model.active_adapter])
+    else:
+        model.save_pretrained(tmp, safe_serialization=True)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+
+
+def snapshot_dirs(trajectory: Path) -> list[tuple[int, Path]]:
+    """(step, folder) of every complete snapshot in a stage's trajectory/ folder, in step order."""
+    if not trajectory.is_dir():
+        return []
+    points = []
+    for path in trajectory.iterdir():
+        step = path.name.removeprefix(SNAPSHOT_PREFIX)
+        complete = (path / "config.json").exists() or (path / "adapter_config.json").exists()
+        if path.name.startswith(SNAPSHOT_PREFIX) and step.isdigit() and complete:
+            points.append((int(step), path))
+    return sorted(points)
+
+
+def load_snapshot(path: Path, base_dir: str, tokenizer: PreTrainedTokenizerBase, dtype: str = "float32"):
+    """A snapshot as a causal LM: the adapter on a fresh copy of `base_dir` (the SFT model), or the
+    saved whole model."""
+    if (path / "adapter_config.json").exists():
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(load_causal_lm(base_dir, tokenizer, dtype), str(path)).eval()
+    return load_causal_lm(str(path), tokenizer, dtype).eval()

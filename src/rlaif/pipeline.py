@@ -147,6 +147,11 @@ def _evaluate_upstream(cfg: PipelineConfig, stage: Stage) -> tuple[str, ...]:
     return tuple(s.name for s in policies(cfg)) + tuple(s.name for s in reward_models(cfg))
 
 
+def _frontier_upstream(cfg: PipelineConfig, stage: Stage) -> tuple[str, ...]:
+    methods = [s.name for s in policies(cfg) if "trajectory" in s.artifacts or "candidates.jsonl" in s.artifacts]
+    return ("sft", *methods, *(s.name for s in reward_models(cfg)))
+
+
 def _report_upstream(cfg: PipelineConfig, stage: Stage) -> tuple[str, ...]:
     """Every stage finished so far: the report reruns when any of them reruns, and one that has not
     run yet is shown as not run rather than blocking the report."""
@@ -213,12 +218,18 @@ STAGES: list[Stage] = [
         artifacts=("model", "heldout.jsonl"), upstream=_rl_upstream, data=_rl_data, command="rl", arm="rlhf",
         requires=("reward_rlhf",), role="policy", label="RL (RLHF)", reward="reward_rlhf", report="rl",
     ),
-    # evaluate and report stay last: they read every stage above.
+    # evaluate, frontier and report stay last: they read every stage above.
     Stage(
         "evaluate", "rlaif.stages.evaluate", "evaluate", "eval",
         "win rates (LLM judge, both orders), RM scores, lengths, ROUGE-L on held-out posts",
         artifacts=("metrics.json", "posts.jsonl", "generations"), upstream=_evaluate_upstream,
         data=lambda cfg, stage: cfg.data.eval, report=None,
+    ),
+    Stage(
+        "frontier", "rlaif.stages.frontier", "frontier", "frontier",
+        "KL to SFT against reward (both arms' reward models) along every method's training, on held-out posts",
+        artifacts=("points.jsonl",), upstream=_frontier_upstream, data=lambda cfg, stage: cfg.data.eval,
+        report="frontier",
     ),
     Stage(
         "report", "rlaif.stages.report", "report", "report",

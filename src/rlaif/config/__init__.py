@@ -22,7 +22,7 @@ from rlaif.config.base import (
     to_dict,
 )
 from rlaif.config.data import LOCAL_DATA_SUFFIXES, DataConfig, DatasetConfig, LoraSettings
-from rlaif.config.evaluate import EvaluateConfig, ReportConfig
+from rlaif.config.evaluate import EvaluateConfig, FrontierConfig, ReportConfig
 from rlaif.config.label import LabelConfig, LabelerSettings, OpenAIApiSettings
 from rlaif.config.pipeline import LoggingConfig, PipelineConfig, load_config, to_yaml
 from rlaif.config.reward import RewardConfig
@@ -37,6 +37,7 @@ __all__ = [
     "DataConfig",
     "DatasetConfig",
     "EvaluateConfig",
+    "FrontierConfig",
     "LabelConfig",
     "LabelerSettings",
     "LoggingConfig",

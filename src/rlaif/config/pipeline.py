@@ -13,7 +13,7 @@ import yaml
 # resolves the field annotations in this module's namespace.
 from rlaif.config.base import ConfigError, apply_override, from_dict, to_dict
 from rlaif.config.data import DataConfig
-from rlaif.config.evaluate import EvaluateConfig, ReportConfig
+from rlaif.config.evaluate import EvaluateConfig, FrontierConfig, ReportConfig
 from rlaif.config.label import LabelConfig
 from rlaif.config.reward import RewardConfig
 from rlaif.config.rl import RLConfig
@@ -58,6 +58,8 @@ class PipelineConfig:
     """Stages rl and rl_rlhf: PPO against each arm's reward; None = no RL."""
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     """Stage evaluate: judged win rates, reward-model scores, lengths and ROUGE-L on data.eval."""
+    frontier: FrontierConfig | None = None
+    """Stage frontier: KL to SFT against reward along every method's training; None = off."""
     report: ReportConfig = field(default_factory=ReportConfig)
     """Stage report: report.html and report.md from every stage's outputs."""
     logging: LoggingConfig = field(default_factory=LoggingConfig)

@@ -200,4 +200,61 @@ def _rl(doc: Doc, name: str, d: Path) -> None:
     _generic(doc, name, d)
 
 
-SECTIONS = {"generic": _generic, "sft": _sft, "label": _label, "reward": _reward, "rl": _rl}
+def _frontier(doc: Doc, name: str, d: Path) -> None:
+    """Reward against KL for every method: its own arm's reward model, and the other arm's [F03]."""
+    metrics = _read_metrics(d)
+    methods, points = metrics.get("methods", {}), metrics.get("points", [])
+    origin = next((p for p in points if p["stage"] == "sft"), None)
+    if not methods or origin is None:
+        doc.p("No method saved snapshots (trajectory/) or best-of-n candidates; nothing to draw.")
+        _generic(doc, name, d)
+        return
+    evaluation = _read_metrics(d.parent / "eval")
+    panels: dict[str, dict] = {"own arm's reward model": {}, "other arm's reward model": {}}
+    rows = []
+    for stage, method in methods.items():
+        own = [p for p in points if p["stage"] == stage]
+        own.sort(key=lambda p: p.get("step", p.get("n", 0)))
+        if method["kind"] == "trajectory":
+            own = [origin, *own]
+        for panel, rm in (
+            ("own arm's reward model", method["own_rm"]),
+            ("other arm's reward model", method["other_rm"]),
+        ):
+            if rm is None:
+                continue
+            x = [p["kl"]["mean"] for p in own]
+            y = [p["scores"][rm]["mean"] for p in own]
+            bounds = [(p["scores"][rm]["ci_low"], p["scores"][rm]["ci_high"]) for p in own]
+            panels[panel][f"{method['label']} ({rm})"] = (x, y, bounds)
+        last = own[-1]
+        win = (evaluation.get("comparisons") or {}).get(f"{stage}:sft")
+        rows.append([
+            method["label"],
+            f"n={last['n']}" if "n" in last else f"step {last['step']}",
+            _mean_ci(last["kl"]),
+            _mean_ci(last["scores"].get(method["own_rm"], {})),
+            _mean_ci(last["scores"].get(method["other_rm"], {})) if method["other_rm"] else "—",
+            f"{fmt(win['win_rate'])} [{fmt(win['ci_low'])}, {fmt(win['ci_high'])}]" if win else "—",
+        ])  # fmt: skip
+    panels = {k: v for k, v in panels.items() if v}
+    doc.figure(name, plots.frontier_plot(panels, "KL-reward frontier (Gao et al. 2022)"), "reward against KL to SFT")
+    doc.table(["method", "final point", "KL to SFT [95% CI]", "own RM score [95% CI]", "other arm's RM score [95% CI]",
+               "win rate vs SFT [95% CI]"], rows)  # fmt: skip
+    doc.p(
+        f"{metrics.get('posts')} held-out posts, one sample each at temperature {metrics.get('temperature')} per point; "
+        "KL is the mean over posts of sum_t (log pi - log pi_sft) on the policy's own samples, and for best-of-n "
+        "the bound log n - (n-1)/n (Beirami et al. 2024). A method whose own reward keeps rising while the other "
+        "arm's turns down is over-optimising its proxy (Gao et al. 2022). The win rate is evaluate's, at the final point."
+    )
+
+
+def _mean_ci(m: dict) -> str:
+    if not m:
+        return "—"
+    if m.get("ci_low") is None:
+        return f"{fmt(m['mean'])}" + (" (bound)" if m.get("bound") else "")
+    return f"{fmt(m['mean'])} [{fmt(m['ci_low'])}, {fmt(m['ci_high'])}]"
+
+
+SECTIONS = {"frontier": _frontier, "generic": _generic, "sft": _sft, "label": _label, "reward": _reward, "rl": _rl}
