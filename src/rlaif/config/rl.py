@@ -79,8 +79,9 @@ class RLConfig:
     and the reward is the probability-weighted mean score rescaled to [-1, 1]; no RM. [D45]
     The RLHF arm (`rl_rlhf`) always uses reward_rlhf/model."""
     direct_labeler: LabelerSettings | None = None
-    """Judge of reward_source `direct`; None = label.labeler. Backend hf_local only (it reads the
-    full next-token distribution over the ten scores)."""
+    """Judge of reward_source `direct`; None = label.labeler. Any backend: hf_local reads the full
+    next-token distribution over the ten scores, openai_api and vllm_offline the top
+    `top_logprobs` tokens (a summary with no score among them scores 0). [D45]"""
 
     # --- prompts ---
     prompts: list[DatasetConfig] = field(default_factory=list)

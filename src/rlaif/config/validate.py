@@ -124,14 +124,17 @@ def _validate_rl(cfg: PipelineConfig) -> None:
     for i, ds in enumerate(rl.prompts):
         if not ds.path or (ds.is_local and not Path(ds.path).expanduser().exists()):
             raise ConfigError(f"rl.prompts.{i}.path: file not found: {ds.path!r}")
-    if rl.reward_source == "direct":
+    if rl.reward_source == "direct":  # any labeler backend rates [D45]
         labeler = rl.direct_labeler or cfg.label.labeler
         where = "rl.direct_labeler" if rl.direct_labeler else "label.labeler"
-        if labeler.backend != "hf_local":
+        if labeler.backend != "openai_api":
+            _check_model_name(labeler.model, f"{where}.model")
+        if labeler.batch_size <= 0 or labeler.api.concurrency <= 0:
+            raise ConfigError(f"{where}.batch_size / {where}.api.concurrency: must be positive")
+        if not 1 <= labeler.top_logprobs <= 20:
             raise ConfigError(
-                f"{where}.backend: reward_source `direct` needs the hf_local backend, got {labeler.backend!r}"
+                f"{where}.top_logprobs: must be in [1, 20] (the OpenAI API's range), got {labeler.top_logprobs}"
             )
-        _check_model_name(labeler.model, f"{where}.model")
 
 
 def _validate_pairs_label(cfg: PipelineConfig) -> None:

@@ -12,7 +12,7 @@ Detail IDs such as [D07] refer to docs/implementation_details.md.
 The PPO stage itself (models, sampling, rollout + update, checkpoints, rewards) is built on them:
     policy.py   the models of `standard` and `lean` mode      sampling.py  KV-cache sampling
     ppo.py      rollout + update                              trainer.py   the loop, logs, resume
-    checkpoint.py  exact-resume checkpoints                   rewards.py, direct.py  reward sources
+    checkpoint.py  exact-resume checkpoints                   rewards.py  reward sources (RM, d-RLAIF)
     heldout.py  the post-training check on held-out posts
 """
 

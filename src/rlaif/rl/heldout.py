@@ -97,9 +97,9 @@ def _entry(row: dict) -> dict:
 def _scores(prompts, texts, rl: RLConfig, reward_model_dir: str | None, direct_labeler) -> list[float]:
     """The run's reward of each text, read as evaluate reads it: summary + EOS [D19], or the d-RLAIF rating."""
     if reward_model_dir is None:
-        from rlaif.rl.direct import DirectReward, rescale
+        from rlaif.labelers.rating import RatingJudge
 
-        return rescale(DirectReward(direct_labeler).score_probs(prompts, texts)).tolist()
+        return RatingJudge(direct_labeler).scores(prompts, texts).tolist()
     from rlaif.reward.model import load_reward_model, score
 
     model, rm_tokenizer = load_reward_model(reward_model_dir, rl.dtype)

@@ -42,7 +42,7 @@ def _reward(ctx: StageContext, tokenizer, sft_path: str):
     the models are built)."""
     cfg, rl = ctx.cfg, ctx.section
     if uses_direct_reward(cfg, ctx.stage):
-        from rlaif.rl.direct import DirectReward
+        from rlaif.rl.rewards import DirectReward
 
         return DirectReward(rl.direct_labeler or cfg.label.labeler), None, None, None
     from rlaif.reward.model import load_reward_model
