@@ -285,3 +285,18 @@ def test_sections_default_to_off():
     }
     demo = load_config(REPO / "configs" / "demo.yaml")
     assert demo.dpo is None and demo.oaif is None and demo.best_of_n is None
+
+
+def test_method_sections_are_checked_with_the_field_named():
+    from rlaif.config import ConfigError
+
+    for override, field in (
+        ("dpo={batch_size: 6, micro_batch_size: 4}", "dpo.micro_batch_size"),
+        ("oaif={arms: [rlaif, rlaif]}", "oaif.arms"),
+        ("oaif={total_prompts: 8, batch_size: 16, micro_batch_size: 8}", "oaif.total_prompts"),
+        ("best_of_n={n: 0}", "best_of_n.n"),
+        ("dpo={bta: 0.1}", "dpo.bta"),
+        ("dpo={beta: -1}", "dpo.beta"),
+    ):
+        with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+            load_config(CONFIG, [override])

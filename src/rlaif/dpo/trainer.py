@@ -201,7 +201,8 @@ def append_row(path: Path, row: dict) -> None:
 
 
 class OfflineDPOTrainer:
-    """Pairs {id, prompt, summary_a, summary_b, p_a} -> optimizer steps of `settings.batch_size`
+    """Pairs {id, prompt, summary_a, summary_b, p_a} (p_a default 1: a is the chosen summary; id default
+    the index) -> optimizer steps of `settings.batch_size`
     pairs. `reference` is the frozen SFT model for full fine-tuning, None for LoRA (adapter off);
     it is only needed while the reference log-probs are computed, once."""
 
@@ -215,9 +216,9 @@ class OfflineDPOTrainer:
                 f"batch_size {settings.batch_size} is not a multiple of micro_batch_size x processes "
                 f"({settings.micro_batch_size} x {self.world})"
             )
-        self.ids = [p["id"] for p in pairs]
+        self.ids = [str(p.get("id", i)) for i, p in enumerate(pairs)]
         self.encoded = encode_pairs(tokenizer, pairs, settings.max_response_tokens)
-        self.p_a = torch.tensor([float(p["p_a"]) for p in pairs], dtype=torch.float32)
+        self.p_a = torch.tensor([float(p.get("p_a", 1.0)) for p in pairs], dtype=torch.float32)
         self.per_rank = settings.batch_size // self.world
         self.num_steps = settings.max_steps or int(settings.num_epochs * len(pairs)) // settings.batch_size
         if self.num_steps <= 0:
@@ -332,11 +333,11 @@ def train_dpo(
     accelerator=None,
     tokenizer=None,
 ) -> DPOResult:
-    """DPO of the causal LM in `model_dir` on `pairs` ({id, prompt, summary_a, summary_b, p_a}) with
-    `settings` (rlaif.config.DPOConfig), outside the pipeline too (benchmarks): loads the model
-    (LoRA or full per settings.lora), computes the reference log-probs, trains `num_steps` steps
-    (max_steps, else num_epochs), writes its logs into `out_dir`; saves no model. `resume`: continue
-    from the newest checkpoint in out_dir/checkpoints."""
+    """DPO of the causal LM in `model_dir` on `pairs` ({prompt, summary_a, summary_b}; optional p_a, default 1
+    = a chosen, and id) with `settings` (rlaif.config.DPOConfig), also outside the pipeline (benchmarks):
+    loads the model (LoRA or full per settings.lora), computes the reference log-probs, trains
+    max_steps (else num_epochs x pairs / batch_size) steps, writes its logs into `out_dir`; saves no
+    model (the result holds it). `resume`: continue from the newest checkpoint in out_dir/checkpoints."""
     from accelerate import Accelerator
 
     from rlaif.models import load_causal_lm, load_tokenizer
