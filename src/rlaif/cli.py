@@ -36,12 +36,17 @@ USER_ERRORS = (
 def stage_help(stage: pipeline.Stage) -> str:
     if stage.section is None:
         return "This stage has no settings of its own."
-    hint = typing.get_type_hints(PipelineConfig)[stage.section]
-    section_cls = next(t for t in (hint, *typing.get_args(hint)) if dataclasses.is_dataclass(t))  # X or X | None
+    section_cls = section_class(stage.section)
     lines = [f"Fields of section `{stage.section}` (override with --set {stage.section}.FIELD=VALUE):"]
     lines += describe(section_cls, f"{stage.section}.")
     lines += ["", "Shared fields of section `data`:"] + describe(DataConfig, "data.")
     return "\n".join(lines)
+
+
+def section_class(name: str) -> type:
+    """The dataclass of a PipelineConfig section, also for a section that defaults to None (dpo)."""
+    hint = typing.get_type_hints(PipelineConfig)[name]
+    return next(t for t in (hint, *typing.get_args(hint)) if dataclasses.is_dataclass(t))
 
 
 def _option_dest(flag: str) -> str:

@@ -41,6 +41,10 @@ class Stage:
     """Stages whose artifacts this one reads; their identity goes into its fingerprint."""
     data: Callable[[PipelineConfig, Stage], list[DatasetConfig]] | None = None
     """Data files this stage reads (hashed by content into the fingerprint)."""
+    reads: Callable[[PipelineConfig, Stage], dict] | None = None
+    """Settings of other config sections the stage reads ({dotted name: value}), hashed into its
+    fingerprint with its own section, so changing one makes the stage stale (best_of_n samples the
+    first evaluate.max_posts posts)."""
     command: str = ""
     """CLI command; "" = the name. Arm twins share one command (`--arm`)."""
     flag: str | None = None
@@ -61,7 +65,7 @@ class Stage:
     reward: str | None = None
     """A policy's own reward model: the stage it was optimised against (its scores there are optimistic)."""
     report: str | None = "generic"
-    """Report section that draws this stage's outputs: sft, label, reward, rl or generic; None: none
+    """Report section that draws this stage's outputs: sft, label, reward, rl, dpo, best_of_n or generic; None: none
     (evaluate is the report's headline, rlaif.report.results)."""
     single_process: bool = False
     """Inference that appends rows: several ranks would write them twice, so a multi-process launch is refused."""
@@ -85,6 +89,15 @@ class Stage:
 
     def data_of(self, cfg: PipelineConfig) -> list[DatasetConfig]:
         return list(self.data(cfg, self)) if self.data is not None else []
+
+    def hashed_settings(self, cfg: PipelineConfig):
+        """What the fingerprint hashes of the config: the stage's section, with `reads` beside it."""
+        section = getattr(cfg, self.section) if self.section else None
+        if self.reads is None:
+            return section
+        from rlaif.config import to_dict
+
+        return {"section": to_dict(section) if section is not None else None, "reads": self.reads(cfg, self)}
 
     @property
     def writes_summaries(self) -> bool:
@@ -141,6 +154,60 @@ def _rl_upstream(cfg: PipelineConfig, stage: Stage) -> tuple[str, ...]:
 def _rl_data(cfg: PipelineConfig, stage: Stage) -> list[DatasetConfig]:
     sources = list(cfg.rl.prompts or cfg.data.prompts)
     return sources + (list(cfg.data.eval) if cfg.rl.heldout_posts else [])
+
+
+def _arm_listed(section: str, arm: str) -> Callable[[PipelineConfig], bool]:
+    """`when` of a method's arm stage: the method's section lists the arm in `arms` (dpo, oaif, best_of_n)."""
+    return lambda cfg: arm in getattr(cfg, section).arms
+
+
+def has_human_comparisons(cfg: PipelineConfig) -> bool:
+    """dpo_rlhf's data: dpo.comparisons, or the human comparisons reward_rlhf trains on."""
+    rm = cfg.reward_rlhf
+    return bool(cfg.dpo.comparisons) or (rm is not None and rm.source == "human" and bool(rm.comparisons))
+
+
+def _dpo_upstream(cfg: PipelineConfig, stage: Stage) -> tuple[str, ...]:
+    return ("sft", "label") if stage.arm == "rlaif" else ("sft",)
+
+
+def _dpo_data(cfg: PipelineConfig, stage: Stage) -> list[DatasetConfig]:
+    if stage.arm == "rlaif":
+        return []
+    return list(cfg.dpo.comparisons or cfg.reward_rlhf.comparisons)
+
+
+def _dpo_reads(cfg: PipelineConfig, stage: Stage) -> dict:
+    reads: dict = {"data.max_prompt_tokens": cfg.data.max_prompt_tokens}
+    if stage.arm == "rlhf" and not cfg.dpo.comparisons:  # the RLHF reward model's comparisons and filter
+        reads["reward_rlhf.min_confidence"] = cfg.reward_rlhf.min_confidence
+    return reads
+
+
+def _oaif_upstream(cfg: PipelineConfig, stage: Stage) -> tuple[str, ...]:
+    return ("sft",) if stage.arm == "rlaif" else ("sft", stage.reward)
+
+
+def _oaif_data(cfg: PipelineConfig, stage: Stage) -> list[DatasetConfig]:
+    sources = list(cfg.oaif.prompts or cfg.data.prompts)
+    return sources + (_label_files(cfg) if stage.arm == "rlaif" else [])
+
+
+def _oaif_reads(cfg: PipelineConfig, stage: Stage) -> dict:
+    from rlaif.config import to_dict
+
+    reads: dict = {"data.max_prompt_tokens": cfg.data.max_prompt_tokens}
+    if not cfg.oaif.prompts:
+        reads["pairs.num_posts"] = cfg.pairs.num_posts  # the prompt pool's split (rlaif.data.splits)
+    if stage.arm == "rlaif" and cfg.oaif.labeler is None:  # the judge in the loop is the label stage's
+        reads["label.labeler"] = to_dict(cfg.label.labeler)
+    if stage.arm == "rlaif":
+        reads["label.prompt_style"] = cfg.label.prompt_style
+    return reads
+
+
+def _best_of_n_reads(cfg: PipelineConfig, stage: Stage) -> dict:
+    return {"evaluate.max_posts": cfg.evaluate.max_posts, "data.max_prompt_tokens": cfg.data.max_prompt_tokens}
 
 
 def _evaluate_upstream(cfg: PipelineConfig, stage: Stage) -> tuple[str, ...]:
@@ -217,6 +284,55 @@ STAGES: list[Stage] = [
         "PPO of the SFT policy against the RLHF reward model",
         artifacts=("model", "heldout.jsonl"), upstream=_rl_upstream, data=_rl_data, command="rl", arm="rlhf",
         requires=("reward_rlhf",), role="policy", label="RL (RLHF)", reward="reward_rlhf", report="rl",
+    ),
+    # The methods beside PPO, each from sft/model, each arm-able by its section's `arms` [P01]-[P12].
+    Stage(
+        "dpo", "rlaif.stages.dpo", "dpo", "dpo",
+        "offline DPO of the SFT policy on the AI soft labels (RLAIF arm) or human comparisons (--arm rlhf)",
+        artifacts=("model",), upstream=_dpo_upstream, data=_dpo_data, reads=_dpo_reads, arm="rlaif",
+        when=_arm_listed("dpo", "rlaif"), when_unmet="dpo.arms does not list rlaif",
+        role="policy", label="DPO (RLAIF)", reward="reward", report="dpo",
+    ),
+    Stage(
+        "dpo_rlhf", "rlaif.stages.dpo", "dpo", "dpo_rlhf",
+        "offline DPO of the SFT policy on human comparisons (RLHF arm)",
+        artifacts=("model",), upstream=_dpo_upstream, data=_dpo_data, reads=_dpo_reads, command="dpo", arm="rlhf",
+        when=lambda cfg: _arm_listed("dpo", "rlhf")(cfg) and has_human_comparisons(cfg),
+        when_unmet="dpo_rlhf needs dpo.arms to list rlhf and human comparisons: dpo.comparisons, or reward_rlhf "
+        "with source `human`",
+        role="policy", label="DPO (RLHF)", reward="reward_rlhf", report="dpo",
+    ),
+    Stage(
+        "oaif", "rlaif.stages.oaif", "oaif", "oaif",
+        "online AI feedback: DPO on pairs sampled from the current policy, judged by the labeler as they come",
+        artifacts=("model",), upstream=_oaif_upstream, data=_oaif_data, reads=_oaif_reads, arm="rlaif",
+        when=_arm_listed("oaif", "rlaif"), when_unmet="oaif.arms does not list rlaif",
+        role="policy", label="OAIF (RLAIF)", reward="reward", report="dpo",
+    ),
+    Stage(
+        "oaif_rlhf", "rlaif.stages.oaif", "oaif", "oaif_rlhf",
+        "online DPO on pairs sampled from the current policy, picked by the RLHF reward model",
+        artifacts=("model",), upstream=_oaif_upstream, data=_oaif_data, reads=_oaif_reads, command="oaif",
+        arm="rlhf", requires=("reward_rlhf",), when=_arm_listed("oaif", "rlhf"),
+        when_unmet="oaif.arms does not list rlhf", role="policy", label="OAIF (RLHF)", reward="reward_rlhf",
+        report="dpo",
+    ),
+    Stage(
+        "best_of_n", "rlaif.stages.best_of_n", "best_of_n", "best_of_n",
+        "n SFT samples per evaluation post, the RLAIF reward model picks one",
+        artifacts=("summaries.jsonl", "candidates.jsonl"), upstream=("sft", "reward"),
+        data=lambda cfg, stage: cfg.data.eval, reads=_best_of_n_reads, arm="rlaif",
+        when=_arm_listed("best_of_n", "rlaif"), when_unmet="best_of_n.arms does not list rlaif",
+        role="policy", label="best-of-n (RLAIF RM)", reward="reward", report="best_of_n", single_process=True,
+    ),
+    Stage(
+        "best_of_n_rlhf", "rlaif.stages.best_of_n", "best_of_n", "best_of_n_rlhf",
+        "n SFT samples per evaluation post, the RLHF reward model picks one",
+        artifacts=("summaries.jsonl", "candidates.jsonl"), upstream=("sft", "reward_rlhf"),
+        data=lambda cfg, stage: cfg.data.eval, reads=_best_of_n_reads, command="best_of_n", arm="rlhf",
+        requires=("reward_rlhf",), when=_arm_listed("best_of_n", "rlhf"),
+        when_unmet="best_of_n.arms does not list rlhf", role="policy", label="best-of-n (RLHF RM)",
+        reward="reward_rlhf", report="best_of_n", single_process=True,
     ),
     # evaluate, frontier and report stay last: they read every stage above.
     Stage(

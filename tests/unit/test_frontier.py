@@ -1,13 +1,12 @@
-"""The frontier's math: the best-of-n KL bound and curve, and the sampled KL estimate against a plain loop."""
+"""The frontier's math: the best-of-n curve, and the sampled KL estimate against a plain loop."""
 
 from __future__ import annotations
-
-import math
 
 import pytest
 import torch
 
-from rlaif.evaluation.frontier import best_of_n_kl_bound, best_of_n_points, sample_with_kl
+from rlaif.best_of_n.selection import kl_bound
+from rlaif.evaluation.frontier import best_of_n_points, sample_with_kl
 from rlaif.models import embedded_folder, load_causal_lm, load_tokenizer
 
 PROMPTS = [
@@ -15,16 +14,6 @@ PROMPTS = [
     {"id": "b", "prompt": "POST: My landlord wants to raise the rent by 30% with two weeks notice.\n\nTL;DR:"},
     {"id": "c", "prompt": "POST: I keep forgetting to water my plants.\n\nTL;DR:"},
 ]
-
-
-def test_best_of_n_kl_bound_hand_computed():
-    assert best_of_n_kl_bound(1) == 0.0
-    assert best_of_n_kl_bound(2) == pytest.approx(math.log(2) - 0.5)
-    assert best_of_n_kl_bound(16) == pytest.approx(math.log(16) - 15 / 16)
-    bounds = [best_of_n_kl_bound(n) for n in (1, 2, 4, 8, 16, 32)]
-    assert bounds == sorted(bounds)  # more samples, further from the sampling policy
-    with pytest.raises(ValueError):
-        best_of_n_kl_bound(0)
 
 
 def test_best_of_n_points_pick_by_own_score_among_the_first_n():
@@ -37,7 +26,7 @@ def test_best_of_n_points_pick_by_own_score_among_the_first_n():
     assert n1["scores"]["own"]["mean"] == pytest.approx(0.5) and n1["scores"]["other"]["mean"] == pytest.approx(0.75)
     # n = 2: p1 picks its second sample (own 2.0), p2 keeps its first (own 1.0 > 0.5)
     assert n2["scores"]["own"]["mean"] == pytest.approx(1.5) and n2["scores"]["other"]["mean"] == pytest.approx(-0.25)
-    assert n2["kl"]["mean"] == pytest.approx(best_of_n_kl_bound(2))
+    assert n2["kl"]["mean"] == pytest.approx(kl_bound(2))
 
 
 def _sequence_logprob(model, tokenizer, prompt: str, response_ids: list[int], temperature: float) -> float:

@@ -6,32 +6,24 @@ keeps rising while the held-out one turns down is over-optimisation.
 For a policy: one sample per post at `temperature` (1.0: the KL between the models themselves), and
 KL(pi || pi_sft) estimated on it as sum_t (log pi - log pi_sft) over the response tokens up to and
 including the EOS (k1 on the policy's own samples: an unbiased estimate of the sequence KL) [F01].
-For best-of-n the KL is the bound log n - (n - 1)/n of Beirami et al. 2024 (arXiv 2401.01879),
-which holds for the pick among n samples from the SFT policy [F02].
+For best-of-n the KL is the bound log n - (n - 1)/n of Beirami et al. 2024 (arXiv 2401.01879,
+rlaif.best_of_n.selection.kl_bound), which holds for the pick among n samples from the SFT policy [F02].
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from rlaif.best_of_n.selection import kl_bound, pick
 from rlaif.evaluation import stats
 from rlaif.models import encode_left, position_ids
 from rlaif.rl.losses import logprobs_from_logits
 from rlaif.rl.masking import response_padding_mask, truncate_response
 from rlaif.rl.sampling import sample
-
-
-def best_of_n_kl_bound(n: int) -> float:
-    """log n - (n - 1)/n: the KL of the best-of-n policy to the policy it samples from is at most this
-    (Beirami et al. 2024, Theorem 1); 0 at n = 1. [F02]"""
-    if n < 1:
-        raise ValueError(f"best-of-n needs n >= 1, got {n}")
-    return math.log(n) - (n - 1) / n
 
 
 @torch.no_grad()
@@ -95,15 +87,15 @@ def _with_ci(values: list[float], n_boot: int, seed: int) -> dict:
 
 
 def best_of_n_points(candidates: dict[str, list[dict]], own: str, ns: list[int], n_boot: int, seed: int) -> list[dict]:
-    """The best-of-n curve: for each n, every post's pick is the sample with the highest `own` score
-    among its first n samples; the picks' mean scores under every reward model in the candidates'
-    `scores`, and the KL bound [F02]. `candidates`: post id -> samples in sampling order, each with
-    `scores` {rm: value}."""
+    """The best-of-n curve: for each n, every post's pick is its best of the first n samples by the
+    `own` reward model (best_of_n.selection.pick); the picks' mean scores under every reward model
+    in the candidates' `scores`, and the KL bound [F02]. `candidates`: post id -> samples in
+    sampling order, each with `scores` {rm: value}."""
     points = []
     for n in ns:
-        picks = [max(samples[:n], key=lambda s: s["scores"][own]) for samples in candidates.values()]
+        picks = [samples[pick([c["scores"][own] for c in samples], n)] for samples in candidates.values()]
         rms = picks[0]["scores"].keys()
         summary = point_summary([0.0] * len(picks), {rm: [p["scores"][rm] for p in picks] for rm in rms}, n_boot, seed)
-        summary["kl"] = {"mean": best_of_n_kl_bound(n), "ci_low": None, "ci_high": None, "bound": True}
+        summary["kl"] = {"mean": kl_bound(n), "ci_low": None, "ci_high": None, "bound": True}
         points.append({"n": n, **summary})
     return points

@@ -24,16 +24,19 @@ def build(cfg: PipelineConfig, rundir: RunDir) -> Doc:
     doc.p(f"Run folder {rundir.root}; report written {time.strftime('%Y-%m-%d %H:%M:%S')}.")
     results_section(doc, cfg, rundir, manifest)
     _timings(doc, manifest)
+    disabled = []
     for stage in pipeline.STAGES:
         if stage.report is None:
             continue
         if stage.arm == "rlhf" and any(getattr(cfg, s, None) is None for s in stage.requires):
             continue  # the RLHF arm is off in this config
-        doc.h2(f"Stage {stage.name}", anchor=stage.name)
         entry = manifest.get(stage.name)
         if not entry and stage.section is not None and getattr(cfg, stage.section, None) is None:
-            doc.not_run(f"stage {stage.name}", f"disabled in this config (section `{stage.section}` is null)")
+            disabled.append(stage.name)  # listed once below, not a section each
             continue
+        if not entry and stage.arm is not None and stage.when is not None and not stage.enabled(cfg):
+            continue  # an arm the method's `arms` leaves out
+        doc.h2(f"Stage {stage.name}", anchor=stage.name)
         if not entry and stage.flag is not None:
             doc.not_run(stage.label or stage.name, f"not run (`rlaif {stage.cli} CONFIG --{stage.flag}` measures it)")
             continue
@@ -46,6 +49,10 @@ def build(cfg: PipelineConfig, rundir: RunDir) -> Doc:
             doc.not_run(f"stage {stage.name}", status)
             continue
         SECTIONS[stage.report](doc, stage.name, rundir.stage_dir(stage.name))
+    if disabled:
+        doc.h2("Disabled stages", anchor="disabled")
+        sections = sorted({pipeline.stage(name).section for name in disabled})
+        doc.p(f"Off in this config (section null): {', '.join(disabled)} (sections {', '.join(sections)}).")
     samples_section(doc, cfg, rundir, manifest)
     doc.h2("Config", anchor="config")
     doc.pre(to_yaml(cfg))
@@ -257,4 +264,65 @@ def _mean_ci(m: dict) -> str:
     return f"{fmt(m['mean'])} [{fmt(m['ci_low'])}, {fmt(m['ci_high'])}]"
 
 
-SECTIONS = {"frontier": _frontier, "generic": _generic, "sft": _sft, "label": _label, "reward": _reward, "rl": _rl}
+def dpo_panel(key: str) -> str | None:
+    """Which panel of the DPO / OAIF curves a metrics.jsonl column belongs to (None: not plotted)."""
+    if key == "loss/dpo":
+        return "loss"
+    if key in ("rewards/chosen", "rewards/rejected", "rewards/margins"):
+        return "implicit rewards"
+    if key == "rewards/accuracies":
+        return "accuracy"
+    if key in ("labels/order_agreement", "labels/in_loss_rate", "labels/mean_confidence"):
+        return "labels"
+    if key == "response/length":
+        return "length"
+    return None
+
+
+def _dpo(doc: Doc, name: str, d: Path) -> None:
+    """DPO / OAIF: loss, implicit rewards (beta x log-ratio to SFT) and their margin, the share of pairs
+    the implicit rewards rank as the label does, and (OAIF) the judge's labels and the sample length."""
+    path = d / "metrics.jsonl"
+    rows = read_jsonl(path) if path.exists() else []
+    panels: dict[str, dict] = {}
+    for key in dict.fromkeys(k for r in rows for k in r):
+        panel = dpo_panel(key)
+        points = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
+        if panel and points:
+            panels.setdefault(panel, {})[key] = tuple(zip(*points))
+    if panels:
+        doc.figure(f"{name}_curves", plots.curves_grid(panels, f"{name}: DPO curves", "step"),
+                   f"{name} loss, implicit rewards, accuracy and labels per step")  # fmt: skip
+    else:
+        doc.p(f"{name}/metrics.jsonl is absent or empty.")
+    metrics = _read_metrics(d)
+    doc.table(["metric", "value"], scalars({k: v for k, v in metrics.items() if k != "last_step"}))
+
+
+def _best_of_n(doc: Doc, name: str, d: Path) -> None:
+    """Best-of-n: the mean score of the pick by the arm's reward model against n, beside the KL bound."""
+    metrics = _read_metrics(d)
+    by_n = metrics.get("by_n") or {}
+    if by_n:
+        ns = [int(k) for k in by_n]
+        panels = {
+            f"pick's {metrics.get('reward_model')} score": {"mean score": (ns, [by_n[k]["mean_score"] for k in by_n])},
+            "KL bound (nats)": {"log n - (n-1)/n": (ns, [by_n[k]["kl_bound"] for k in by_n])},
+        }
+        doc.figure(f"{name}_by_n", plots.curves_grid(panels, f"{name}: best of n", "n"),
+                   f"{name} reward-model score and KL bound against n")  # fmt: skip
+        doc.table(["n", "mean score of the pick", "KL bound (nats)", "mean tokens"],
+                  [[k, v["mean_score"], v["kl_bound"], v["mean_tokens"]] for k, v in by_n.items()])  # fmt: skip
+    doc.table(["metric", "value"], scalars({k: v for k, v in metrics.items() if k != "by_n"}))
+
+
+SECTIONS = {
+    "generic": _generic,
+    "sft": _sft,
+    "label": _label,
+    "reward": _reward,
+    "rl": _rl,
+    "dpo": _dpo,
+    "best_of_n": _best_of_n,
+    "frontier": _frontier,
+}

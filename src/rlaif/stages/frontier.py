@@ -79,15 +79,23 @@ def run(ctx: StageContext) -> dict:
             gc.collect()
         samples = log.rows
 
-    # 2. best-of-n candidates, as the best_of_n stages wrote them
-    candidates = {s.name: read_jsonl(ctx.artifact(s.name, "candidates.jsonl")) for s in best_of_n_stages(cfg)}
+    # 2. best-of-n candidates as the best_of_n stages wrote them, each already scored by its own RM
+    candidates = {
+        s.name: [row for row in read_jsonl(ctx.artifact(s.name, "candidates.jsonl")) if row["id"] in prompts]
+        for s in best_of_n_stages(cfg)
+    }  # the frontier's posts only: the first frontier.posts of data.eval
 
-    # 3. every text scored by every reward model, cached
+    # 3. every text scored by every reward model (a candidate's own score is reused), cached
     texts = {(r["stage"], r["step"], r["id"]): r["summary"] for r in samples}
+    known: dict[str, dict[tuple, float]] = {rm: {} for rm in reward_models}
     for stage, rows in candidates.items():
+        own, _ = own_and_other(pipeline.stage(stage), reward_models)
         for row in rows:
-            texts[(stage, row["sample"], row["id"])] = row["summary"]
-    scores = _scores(ctx, reward_models, texts, prompts, settings, device)
+            for index, candidate in enumerate(row["candidates"]):
+                texts[(stage, index, row["id"])] = candidate["summary"]
+                if own is not None:
+                    known[own][(stage, index, row["id"])] = candidate["score"]
+    scores = _scores(ctx, reward_models, texts, prompts, settings, device, known)
 
     # 4. points
     out_points, methods = [], {}
@@ -108,10 +116,13 @@ def run(ctx: StageContext) -> dict:
     for stage, rows in candidates.items():
         s = pipeline.stage(stage)
         own, other = own_and_other(s, reward_models)
-        by_post: dict[str, list[dict]] = {}
-        for row in sorted(rows, key=lambda r: r["sample"]):
-            row_scores = {rm: scores[rm][(stage, row["sample"], row["id"])] for rm in reward_models}
-            by_post.setdefault(row["id"], []).append({"scores": row_scores})
+        by_post = {
+            row["id"]: [
+                {"scores": {rm: scores[rm][(stage, i, row["id"])] for rm in reward_models}}
+                for i in range(len(row["candidates"]))
+            ]
+            for row in rows
+        }
         ns = [n for n in settings.best_of_n if n <= min(len(v) for v in by_post.values())]
         for point in best_of_n_points(by_post, own, ns, settings.bootstrap_samples, cfg.seed):
             out_points.append({"stage": stage, **point})  # best-of-n points carry n instead of a step
@@ -128,11 +139,12 @@ def run(ctx: StageContext) -> dict:
     }
 
 
-def _scores(ctx, reward_models, texts, prompts, settings, device) -> dict[str, dict[tuple, float]]:
-    """rm -> (stage, step, post id) -> score, cached in scores.jsonl."""
+def _scores(ctx, reward_models, texts, prompts, settings, device, known) -> dict[str, dict[tuple, float]]:
+    """rm -> (stage, step or candidate index, post id) -> score, cached in scores.jsonl; `known` holds
+    scores computed elsewhere (a best-of-n candidate's, by its own reward model)."""
     from rlaif.reward.model import load_reward_model, score
 
-    out: dict[str, dict[tuple, float]] = {rm: {} for rm in reward_models}
+    out: dict[str, dict[tuple, float]] = {rm: dict(known.get(rm, {})) for rm in reward_models}
     with AppendLog(ctx.dir / "scores.jsonl") as log:
         for row in log.rows:
             out[row["rm"]][(row["stage"], row["step"], row["id"])] = row["score"]
