@@ -241,6 +241,20 @@ def save_snapshot(model, out: Path) -> None:
     os.replace(tmp, out)
 
 
+def snapshot_steps(num_steps: int, snapshots: int) -> set[int]:
+    """The optimizer steps after which a run with `snapshots` points saves one: evenly spaced, the
+    last at the end of training; none for 0."""
+    return {round(num_steps * i / snapshots) for i in range(1, snapshots + 1)} - {0} if snapshots else set()
+
+
+def save_snapshot_at(model, trajectory: Path, step: int, steps: set[int]) -> None:
+    """Rank 0 saves `model` as trajectory/step-<step>/ when `step` is one of `steps` (a resumed run
+    rewrites a point it had saved after its checkpoint: the same weights)."""
+    if step in steps and int(os.environ.get("RANK", "0")) == 0:
+        trajectory.mkdir(parents=True, exist_ok=True)
+        save_snapshot(model, trajectory / f"{SNAPSHOT_PREFIX}{step}")
+
+
 def snapshot_dirs(trajectory: Path) -> list[tuple[int, Path]]:
     """(step, folder) of every complete snapshot in a stage's trajectory/ folder, in step order."""
     if not trajectory.is_dir():

@@ -289,14 +289,14 @@ STAGES: list[Stage] = [
     Stage(
         "dpo", "rlaif.stages.dpo", "dpo", "dpo",
         "offline DPO of the SFT policy on the AI soft labels (RLAIF arm) or human comparisons (--arm rlhf)",
-        artifacts=("model",), upstream=_dpo_upstream, data=_dpo_data, reads=_dpo_reads, arm="rlaif",
+        artifacts=("model", "trajectory"), upstream=_dpo_upstream, data=_dpo_data, reads=_dpo_reads, arm="rlaif",
         when=_arm_listed("dpo", "rlaif"), when_unmet="dpo.arms does not list rlaif",
         role="policy", label="DPO (RLAIF)", reward="reward", report="dpo",
     ),
     Stage(
         "dpo_rlhf", "rlaif.stages.dpo", "dpo", "dpo_rlhf",
         "offline DPO of the SFT policy on human comparisons (RLHF arm)",
-        artifacts=("model",), upstream=_dpo_upstream, data=_dpo_data, reads=_dpo_reads, command="dpo", arm="rlhf",
+        artifacts=("model", "trajectory"), upstream=_dpo_upstream, data=_dpo_data, reads=_dpo_reads, command="dpo", arm="rlhf",
         when=lambda cfg: _arm_listed("dpo", "rlhf")(cfg) and has_human_comparisons(cfg),
         when_unmet="dpo_rlhf needs dpo.arms to list rlhf and human comparisons: dpo.comparisons, or reward_rlhf "
         "with source `human`",
@@ -305,14 +305,14 @@ STAGES: list[Stage] = [
     Stage(
         "oaif", "rlaif.stages.oaif", "oaif", "oaif",
         "online AI feedback: DPO on pairs sampled from the current policy, judged by the labeler as they come",
-        artifacts=("model",), upstream=_oaif_upstream, data=_oaif_data, reads=_oaif_reads, arm="rlaif",
+        artifacts=("model", "trajectory"), upstream=_oaif_upstream, data=_oaif_data, reads=_oaif_reads, arm="rlaif",
         when=_arm_listed("oaif", "rlaif"), when_unmet="oaif.arms does not list rlaif",
         role="policy", label="OAIF (RLAIF)", reward="reward", report="dpo",
     ),
     Stage(
         "oaif_rlhf", "rlaif.stages.oaif", "oaif", "oaif_rlhf",
         "online DPO on pairs sampled from the current policy, picked by the RLHF reward model",
-        artifacts=("model",), upstream=_oaif_upstream, data=_oaif_data, reads=_oaif_reads, command="oaif",
+        artifacts=("model", "trajectory"), upstream=_oaif_upstream, data=_oaif_data, reads=_oaif_reads, command="oaif",
         arm="rlhf", requires=("reward_rlhf",), when=_arm_listed("oaif", "rlhf"),
         when_unmet="oaif.arms does not list rlhf", role="policy", label="OAIF (RLHF)", reward="reward_rlhf",
         report="dpo",

@@ -64,6 +64,9 @@ class PreferenceOptimSettings:
     knob: results change only by float rounding [P05]."""
 
     # --- checkpoints ---
+    snapshots: int = 0
+    """Save the policy at this many evenly spaced points of training (trajectory/step-K/; a LoRA
+    policy as its adapter), the last at the end: the points of the frontier stage. 0 = none. [F01]"""
     save_steps: int = 20
     """Checkpoint (trainable weights, optimizer, scheduler, RNG streams) every N optimizer steps; a
     rerun of a killed run resumes from the last one to the result an uninterrupted run gives. [P07]"""

@@ -25,7 +25,7 @@ from rlaif.config import ConfigError, OAIFConfig
 from rlaif.dpo.sequences import EncodedPair
 from rlaif.dpo.trainer import DPOStep, MicroBatch, append_row, drop_rows_after, step_indices
 from rlaif.jsonl import AppendLog
-from rlaif.models import encode_left
+from rlaif.models import encode_left, save_snapshot_at, snapshot_steps
 from rlaif.rl.checkpoint import checkpoint_dirs, load_checkpoint, save_checkpoint
 from rlaif.rl.masking import sequence_lengths, truncate_response
 from rlaif.rl.sampling import sample
@@ -61,6 +61,7 @@ class OnlineDPOTrainer:
         self.per_rank = settings.batch_size // self.world
         self.num_steps = settings.total_prompts // settings.batch_size
         self.update = DPOStep(policy, settings, self.num_steps, accelerator, tokenizer.pad_token_id)
+        self.snapshot_steps = snapshot_steps(self.num_steps, settings.snapshots)
         self.reference = reference.to(accelerator.device) if reference is not None else None
         # one sampling stream per process, on the policy's device, saved in checkpoints [P07]
         self.generators = {
@@ -171,6 +172,7 @@ class OnlineDPOTrainer:
                 last = self._log(row, labeled, t0, t1, t2, t3)
                 bar.update(1)
                 bar.set_postfix(loss=f"{last['loss/dpo'] if last['loss/dpo'] is not None else float('nan'):.4f}")
+                save_snapshot_at(self.update.policy, self.out_dir / "trajectory", self.step, self.snapshot_steps)
                 if self.step % s.save_steps == 0 and self.step < self.num_steps:
                     save_checkpoint(
                         self.ckpt_root, self.step, self.update.scorer, self.update.optimizer, self.update.scheduler,

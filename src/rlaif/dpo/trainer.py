@@ -26,6 +26,7 @@ from rlaif.config import ConfigError, PreferenceOptimSettings
 from rlaif.dpo.losses import preference_stats, soft_dpo_loss
 from rlaif.dpo.sequences import EncodedPair, PairScorer, encode_pairs, pack, pair_logprobs
 from rlaif.jsonl import read_complete, read_jsonl, write_jsonl
+from rlaif.models import save_snapshot_at, snapshot_steps
 from rlaif.rl import NonFiniteLossError
 from rlaif.rl.checkpoint import checkpoint_dirs, load_checkpoint, save_checkpoint
 from rlaif.rl.trainer import _fused_adam_supported
@@ -228,6 +229,7 @@ class OfflineDPOTrainer:
             )
         self.update = DPOStep(policy, settings, self.num_steps, accelerator, tokenizer.pad_token_id)
         self.ref_logps: torch.Tensor | None = None
+        self.snapshot_steps = snapshot_steps(self.num_steps, settings.snapshots)
         self.step = 0
         self.ckpt_root = self.out_dir / "checkpoints"
 
@@ -307,6 +309,7 @@ class OfflineDPOTrainer:
                 append_row(self.out_dir / "metrics.jsonl", last)
             bar.update(1)
             bar.set_postfix(loss=f"{last['loss/dpo']:.4f}")
+            save_snapshot_at(self.update.policy, self.out_dir / "trajectory", self.step, self.snapshot_steps)
             if self.step % self.settings.save_steps == 0 and self.step < self.num_steps:
                 save_checkpoint(
                     self.ckpt_root, self.step, self.update.scorer, self.update.optimizer, self.update.scheduler, {},

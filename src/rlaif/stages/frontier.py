@@ -25,9 +25,12 @@ from rlaif.stages import StageContext
 ORIGIN = ("sft", 0)
 
 
-def trajectories(cfg) -> list[pipeline.Stage]:
-    """Enabled policy stages that save snapshots while they train."""
-    return [s for s in pipeline.policies(cfg) if "trajectory" in s.artifacts]
+def trajectories(cfg, rundir) -> list[pipeline.Stage]:
+    """Enabled policy stages that saved snapshots while they trained (their `snapshots` setting > 0)."""
+    return [
+        s for s in pipeline.policies(cfg)
+        if "trajectory" in s.artifacts and (rundir.stage_dir(s.name) / "trajectory").is_dir()
+    ]  # fmt: skip
 
 
 def best_of_n_stages(cfg) -> list[pipeline.Stage]:
@@ -57,7 +60,7 @@ def run(ctx: StageContext) -> dict:
         done = {(r["stage"], r["step"], r["id"]) for r in log.rows}
         points = [(*ORIGIN, None)] + [
             (s.name, step, path)
-            for s in trajectories(cfg)
+            for s in trajectories(cfg, ctx.rundir)
             for step, path in snapshot_dirs(ctx.artifact(s.name, "trajectory"))
         ]
         for stage, step, path in points:
@@ -110,7 +113,7 @@ def run(ctx: StageContext) -> dict:
             cfg.seed,
         )
         out_points.append({"stage": stage, "step": step, **summary})
-    for s in trajectories(cfg):
+    for s in trajectories(cfg, ctx.rundir):
         own, other = own_and_other(s, reward_models)
         methods[s.name] = {"label": s.label or s.name, "own_rm": own, "other_rm": other, "kind": "trajectory"}
     for stage, rows in candidates.items():
