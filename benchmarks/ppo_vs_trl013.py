@@ -343,9 +343,7 @@ def run_ours(mode: str, inputs: dict, prompts: list[dict], episodes: int, out_di
 
     from rlaif.config import LoraSettings, PPOSettings, RLConfig
     from rlaif.models import load_tokenizer
-    from rlaif.reward.model import load_reward_model
-    from rlaif.rl.policy import load_models
-    from rlaif.rl.rewards import RewardModelReward
+    from rlaif.rl.build import build_rl_models
     from rlaif.rl.trainer import PPOTrainer
 
     accelerator = Accelerator(cpu=True)
@@ -373,12 +371,8 @@ def run_ours(mode: str, inputs: dict, prompts: list[dict], episodes: int, out_di
         ppo=ppo,
     )
     tokenizer = load_tokenizer(inputs["policy"], padding_side="left")  # the same ids and pad as .bench/tokenizer
-    rm, rm_tokenizer = load_reward_model(inputs["rm"])
-    rm.requires_grad_(False)
     torch.manual_seed(0)
-    models = load_models(
-        rl, inputs["policy"], tokenizer, RewardModelReward(rm, rm_tokenizer, tokenizer, BATCH), rm, inputs["rm"]
-    )
+    models = build_rl_models(rl, inputs["policy"], inputs["rm"], None, tokenizer, accelerator)
     trainer = PPOTrainer(models, tokenizer, prompts, rl, out_dir, seed=0, accelerator=accelerator)
     t = time.time()
     trainer.train()

@@ -43,11 +43,12 @@ def is_main_process() -> bool:
 def barrier() -> None:
     """Wait for every process of a multi-process launch (no-op in a single process)."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        import torch
         from accelerate import PartialState
 
+        from rlaif.models import compute_device
+
         # cpu=True on a CPU-only machine: otherwise accelerate sees no GPU and no distributed run
-        PartialState(cpu=not torch.cuda.is_available()).wait_for_everyone()
+        PartialState(cpu=compute_device().type == "cpu").wait_for_everyone()
 
 
 def atomic_write_text(path: Path, text: str) -> None:

