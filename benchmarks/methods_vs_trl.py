@@ -57,8 +57,9 @@ at v1.16.0), and the settings both sides must share:
   what our reward model's `encode` makes. max_length=None (no truncation: sequences are < 250
   tokens); padding_free is unavailable in 1.16 (it warns and pads).
 - Log-probs: TRL 1.16 projects hidden states through the vocabulary head in chunks
-  (`add_fused_lm_head`), but on CPU (no Triton) it projects *every* position, prompt included; on
-  CUDA only completion positions. Its backward recomputes each logits tile.
+  (`add_fused_lm_head`), but without Triton (CPU) it projects *every* position, prompt included; on
+  CUDA only completion positions. Its backward recomputes each logits tile. RLOO's extra old-log-prob
+  pass and the all-position head are TRL's own cost, not settings: they stay in its time.
 - Common to all: fp32 weights and math (TRL's default bf16=True is turned off), gradient
   checkpointing off (TRL's default is on: ~20% slower, less memory), AdamW with eps 1e-5 (TRL:
   1e-8), cosine schedule, max_grad_norm 1.0, weight decay 0, dropout off (none in SmolLM2),
@@ -74,7 +75,10 @@ at v1.16.0), and the settings both sides must share:
 
 Long (TRL alone ~20 min on 2 cores): run it once, alone, under the heavy-job lock:
     flock /tmp/rlaif-heavy.lock env PYTHONPATH=$PWD/src /work/main/.venv/bin/python benchmarks/methods_vs_trl.py
-Subsets: --sides trl --methods rloo --modes lora; a quick try: --episodes 32 --pairs 16.
+Subsets: --sides trl --methods rloo --modes lora; a quick try: --episodes 32 --pairs 16. Each
+measurement is stored in .bench/methods/<side>-<method>-<mode>.json; --reuse-trl takes TRL's from
+there when its settings and counts match (our side then runs against TRL figures of another time:
+runs of one setting vary by ~15% on this shared machine). TRL-side figures: README.md.
 """
 
 from __future__ import annotations
