@@ -2,8 +2,12 @@
 
     runs/<name>/
       config.yaml          the resolved config of the last stage started
-      manifest.json        per stage: status, config hash, inputs hash, timings
-      sft/ pairs/ labels/ reward/ rl/ eval/     one folder per stage
+      manifest.json        per stage: status, fingerprint, upstream, timings, outputs
+      sft/ pairs/ labels/ reward/ rl/ eval/ ...   one folder per stage (rlaif.pipeline names them)
+
+A stage reads another's outputs only through `RunDir.artifact(stage, name)`: the producer must have
+finished and must declare the artifact in the registry (rlaif.pipeline), so the inputs of every stage
+are visible in one place.
 
 A stage's *fingerprint* hashes its own config section, the fingerprint and run_id (new at every
 finish) of each stage it reads, and the data files it reads. `rlaif run` skips a stage whose
@@ -23,21 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rlaif import pipeline
 from rlaif.config import DatasetConfig, PipelineConfig, section_hash, to_yaml
-
-# command name -> folder name
-STAGE_DIRS = {
-    "sft": "sft",
-    "pairs": "pairs",
-    "label": "labels",
-    "label_alignment": "label_alignment",
-    "reward": "reward",
-    "reward_rlhf": "reward_rlhf",
-    "rl": "rl",
-    "rl_rlhf": "rl_rlhf",
-    "evaluate": "eval",
-    "report": "report",
-}
 
 
 class StageInputError(RuntimeError):
@@ -52,11 +43,12 @@ def is_main_process() -> bool:
 def barrier() -> None:
     """Wait for every process of a multi-process launch (no-op in a single process)."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        import torch
         from accelerate import PartialState
 
+        from rlaif.models import compute_device
+
         # cpu=True on a CPU-only machine: otherwise accelerate sees no GPU and no distributed run
-        PartialState(cpu=not torch.cuda.is_available()).wait_for_everyone()
+        PartialState(cpu=compute_device().type == "cpu").wait_for_everyone()
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -104,7 +96,7 @@ class RunDir:
 
     # --- layout ---
     def stage_dir(self, stage: str) -> Path:
-        return self.root / STAGE_DIRS[stage]
+        return self.root / pipeline.stage(stage).folder
 
     def manifest(self) -> dict:
         if not self.manifest_path.exists():
@@ -113,6 +105,28 @@ class RunDir:
 
     def entry(self, stage: str) -> dict | None:
         return self.manifest()["stages"].get(stage)
+
+    def finished(self, stage: str) -> bool:
+        return (self.entry(stage) or {}).get("status") == "done"
+
+    def metrics(self, stage: str, name: str = "metrics.json") -> dict:
+        """A stage's metrics file, {} when the stage has not written it."""
+        path = self.stage_dir(stage) / name
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def artifact(self, stage: str, name: str, by: str = "") -> Path:
+        """Path of an output `name` that `stage` declares in the registry, after checking that the stage
+        finished and the output exists; a clear StageInputError otherwise."""
+        if name not in pipeline.stage(stage).artifacts:
+            raise StageInputError(
+                f"stage {by or '?'!r} reads {stage}/{name}, which stage {stage!r} does not declare as an artifact "
+                f"(declared: {', '.join(pipeline.stage(stage).artifacts) or 'none'}); declare it in rlaif.pipeline"
+            )
+        self.require(stage, by)
+        path = self.stage_dir(stage) / name
+        if not path.exists():
+            raise StageInputError(f"{path} is missing though stage {stage!r} finished; rerun it (`--force`)")
+        return path
 
     # --- fingerprints ---
     def fingerprint(self, stage: str, section: Any, upstream: tuple[str, ...], data: list[DatasetConfig]) -> str:
@@ -132,9 +146,12 @@ class RunDir:
         entry = self.entry(upstream)
         if entry is None or entry.get("status") != "done":
             state = "has not run" if entry is None else f"is {entry.get('status')}"
+            command = pipeline.stage(upstream)
+            arm = f" --arm {command.arm}" if command.arm == "rlhf" else ""
+            flag = f" --{command.flag}" if command.flag else ""
             raise StageInputError(
                 f"stage {by!r} needs the output of {upstream!r}, which {state} in {self.root}; "
-                f"run `rlaif {upstream} CONFIG` first (or `rlaif run CONFIG`)"
+                f"run `rlaif {command.cli} CONFIG{arm}{flag}` first (or `rlaif run CONFIG`)"
             )
         return entry
 
@@ -148,12 +165,20 @@ class RunDir:
 
     # --- lifecycle ---
     def begin(
-        self, stage: str, section: Any, upstream: tuple[str, ...] = (), data: list[DatasetConfig] = ()
+        self,
+        stage: str,
+        section: Any,
+        upstream: tuple[str, ...] = (),
+        data: list[DatasetConfig] = (),
+        fingerprint: str | None = None,
     ) -> StageRun:
-        fingerprint = self.fingerprint(stage, section, upstream, list(data))
+        """Mark `stage` running; keep its partial outputs only when they were made with exactly these
+        inputs and settings (a resume), wipe them otherwise. `fingerprint`: when the caller computed it
+        already (rlaif.stages.run_stage); else it is computed from section, upstream and data."""
+        if fingerprint is None:
+            fingerprint = self.fingerprint(stage, section, upstream, list(data))
         out = self.stage_dir(stage)
         previous = self.entry(stage) or {}
-        # Partial outputs are kept only when they were made with exactly these inputs and settings.
         resumed = previous.get("fingerprint") == fingerprint and previous.get("status") != "done" and out.exists()
         barrier()  # every rank has read the old entry before rank 0 rewrites it
         if is_main_process():

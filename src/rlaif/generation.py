@@ -8,6 +8,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
+from rlaif.models import encode_left
+
 
 @dataclass
 class Completion:
@@ -36,15 +38,11 @@ def generate(
     """
     was_training = model.training
     model.eval()
-    side, tokenizer.padding_side = tokenizer.padding_side, "left"
     eos = tokenizer.eos_token_id
     results: list[list[Completion]] = []
     batches = range(0, len(prompts), batch_size)
     for start in tqdm(batches, desc=desc, disable=desc is None, unit="batch"):
-        batch = tokenizer(
-            prompts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False
-        )
-        batch = batch.to(model.device)
+        batch = encode_left(tokenizer, prompts[start : start + batch_size], model.device)
         sampling = (
             dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0)
             if temperature > 0
@@ -62,7 +60,6 @@ def generate(
         completions = [_cut_at_eos(tokenizer, ids, eos) for ids in new_tokens]
         for i in range(0, len(completions), num_return_sequences):
             results.append(completions[i : i + num_return_sequences])
-    tokenizer.padding_side = side
     model.train(was_training)
     return results
 

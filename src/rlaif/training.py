@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
-import torch
 from transformers import TrainingArguments
 
 from rlaif.artifacts import is_main_process
 from rlaif.config import LoraSettings
+from rlaif.models import compute_device
 
 
 def training_arguments(section, checkpoint_dir: Path, seed: int, **overrides) -> TrainingArguments:
@@ -41,7 +40,7 @@ def training_arguments(section, checkpoint_dir: Path, seed: int, **overrides) ->
         report_to="none",
         remove_unused_columns=False,
         dataloader_num_workers=0,
-        use_cpu=not torch.cuda.is_available(),
+        use_cpu=compute_device().type == "cpu",
     )
     kwargs.update(overrides)
     return TrainingArguments(**kwargs)
@@ -83,21 +82,3 @@ def train_resuming(trainer, checkpoint_dir: Path, stage: str):
     t0 = time.time()
     result = trainer.train(resume_from_checkpoint=resume_from)
     return result, time.time() - t0, resume_from
-
-
-def save_final_model(model, tokenizer, out: Path) -> None:
-    """Save a plain Hugging Face folder (safetensors). A LoRA model is merged first, so the next
-    stage loads it with `from_pretrained` alone; its adapter is kept beside it in adapter/."""
-    if not is_main_process():
-        return
-    if hasattr(model, "merge_and_unload"):
-        model.save_pretrained(out.parent / "adapter", safe_serialization=True)
-        model = model.merge_and_unload()
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    with open(path, "w") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -9,9 +9,10 @@ import json
 
 import pytest
 
+from rlaif import pipeline
 from rlaif.artifacts import RunDir
-from rlaif.cli import STAGE_BY_NAME, run_stage
 from rlaif.jsonl import read_jsonl
+from rlaif.stages import run_stage
 from tests.conftest import needs_shared_data
 from tests.labelers.fake_openai_server import FakeOpenAIServer
 from tests.stages.eval_upstream import N_POSTS, eval_file, fake_judge_overrides, make_eval_upstream
@@ -31,7 +32,7 @@ def eval_run(tiny_config, tmp_path):
 def test_evaluate_metrics_and_judgements(eval_run):
     with FakeOpenAIServer() as server:
         cfg, rundir = eval_run(server)
-        assert run_stage(STAGE_BY_NAME["evaluate"], cfg)
+        assert run_stage(pipeline.stage("evaluate"), cfg)
     d = rundir.stage_dir("evaluate")
     metrics = json.loads((d / "metrics.json").read_text())
     comps = metrics["comparisons"]
@@ -79,13 +80,13 @@ def test_evaluate_resumes_after_a_judge_failure(eval_run):
         cfg, rundir = eval_run(server, "evaluate.comparisons=[sft:reference]")
         server.faults.extend(["500"])  # the first judge request fails and max_retries is 0
         with pytest.raises(RuntimeError, match="1 judge requests failed"):
-            run_stage(STAGE_BY_NAME["evaluate"], cfg)
+            run_stage(pipeline.stage("evaluate"), cfg)
         d = rundir.stage_dir("evaluate")
         assert RunDir(cfg).entry("evaluate")["status"] == "failed"
         assert len(read_jsonl(d / "judgements.jsonl")) == N_POSTS - 1
         generations = (d / "generations" / "sft.jsonl").read_bytes()
         before = len(server.requests)
-        assert run_stage(STAGE_BY_NAME["evaluate"], cfg)  # same settings: resumes
+        assert run_stage(pipeline.stage("evaluate"), cfg)  # same settings: resumes
         assert len(server.requests) - before == 2  # only the failed pair, in its two orders
     assert (d / "generations" / "sft.jsonl").read_bytes() == generations  # nothing regenerated
     judgements = read_jsonl(d / "judgements.jsonl")

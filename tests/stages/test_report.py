@@ -8,8 +8,9 @@ import re
 
 import pytest
 
+from rlaif import pipeline
 from rlaif.artifacts import RunDir
-from rlaif.cli import STAGE_BY_NAME, run_stage
+from rlaif.stages import run_stage
 from tests.conftest import needs_shared_data
 from tests.labelers.fake_openai_server import FakeOpenAIServer
 from tests.report_browser import rendered_images
@@ -22,8 +23,8 @@ def test_report_of_a_partial_run(tiny_config, tmp_path):
     with FakeOpenAIServer() as server:
         cfg = tiny_config(f"data.eval=[{{path: {eval_file(tmp_path)}}}]", *fake_judge_overrides(server))
         rundir = make_eval_upstream(cfg)
-        run_stage(STAGE_BY_NAME["evaluate"], cfg)
-    assert run_stage(STAGE_BY_NAME["report"], cfg)
+        run_stage(pipeline.stage("evaluate"), cfg)
+    assert run_stage(pipeline.stage("report"), cfg)
     d = rundir.stage_dir("report")
     md, page = (d / "report.md").read_text(), (d / "report.html").read_text()
     # stages that never ran are marked, never filled in
@@ -49,8 +50,8 @@ def test_report_of_a_partial_run(tiny_config, tmp_path):
 def test_report_flags_a_judge_without_signal(tiny_config, tmp_path):
     cfg = tiny_config(f"data.eval=[{{path: {eval_file(tmp_path)}}}]", "evaluate.comparisons=[rl:sft, sft:reference]")
     make_eval_upstream(cfg)
-    run_stage(STAGE_BY_NAME["evaluate"], cfg)  # the tiny-random judge: every order undecided
-    run_stage(STAGE_BY_NAME["report"], cfg)
+    run_stage(pipeline.stage("evaluate"), cfg)  # the tiny-random judge: every order undecided
+    run_stage(pipeline.stage("report"), cfg)
     md = (RunDir(cfg).stage_dir("report") / "report.md").read_text()
     assert "> **Warning:** These win rates carry no evidence of a difference" in md
     assert "the judge never gave a usable answer in both orders" in md
@@ -60,14 +61,14 @@ def test_report_flags_a_judge_without_signal(tiny_config, tmp_path):
 def test_report_reruns_when_an_upstream_stage_reruns(tiny_config, tmp_path):
     cfg = tiny_config(f"data.eval=[{{path: {eval_file(tmp_path)}}}]", "evaluate.comparisons=[sft:reference]")
     make_eval_upstream(cfg)
-    assert run_stage(STAGE_BY_NAME["report"], cfg)  # evaluate not run yet: shown as such
+    assert run_stage(pipeline.stage("report"), cfg)  # evaluate not run yet: shown as such
     md = (RunDir(cfg).stage_dir("report") / "report.md").read_text()
     assert "*stage evaluate: not run.*" in md
-    assert not run_stage(STAGE_BY_NAME["report"], cfg)  # nothing new: skipped
-    run_stage(STAGE_BY_NAME["evaluate"], cfg)
-    assert run_stage(STAGE_BY_NAME["report"], cfg)  # evaluate finished since: stale
-    run_stage(STAGE_BY_NAME["evaluate"], cfg, force=True)  # same settings, new run
-    assert run_stage(STAGE_BY_NAME["report"], cfg)
+    assert not run_stage(pipeline.stage("report"), cfg)  # nothing new: skipped
+    run_stage(pipeline.stage("evaluate"), cfg)
+    assert run_stage(pipeline.stage("report"), cfg)  # evaluate finished since: stale
+    run_stage(pipeline.stage("evaluate"), cfg, force=True)  # same settings, new run
+    assert run_stage(pipeline.stage("report"), cfg)
     assert "*stage evaluate: not run.*" not in (RunDir(cfg).stage_dir("report") / "report.md").read_text()
 
 
@@ -85,6 +86,6 @@ def test_report_reruns_when_an_upstream_stage_reruns(tiny_config, tmp_path):
     ],
 )
 def test_rl_panel_of_each_metric(key, panel):
-    from rlaif.stages.report import rl_panel
+    from rlaif.report.sections import rl_panel
 
     assert rl_panel(key) == panel

@@ -22,7 +22,7 @@ from rlaif.labelers.rating import rescale
 from tests.labelers.fake_openai_server import AFTER_ONE, RATING_OTHER, FakeOpenAIServer
 from tests.labelers.test_rating import expected_probs
 
-from .rl_upstream import make_upstream
+from .rl_upstream import make_upstream, stage_device_type
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO.parent / "shared" / "data" / "tldr" / "sff_validation_posts_250.jsonl"
@@ -109,6 +109,8 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
 def test_two_processes_save_once(tmp_path):
     if shutil.which("accelerate", path=str(Path(sys.executable).parent)) is None:
         pytest.skip("accelerate launcher not installed")
+    if stage_device_type() == "cuda" and torch.cuda.device_count() < 2:
+        pytest.skip("two processes on CUDA need two GPUs (each process takes cuda:LOCAL_RANK)")
     sets = setup_run(
         tmp_path, "rl.heldout_posts=2", "data.eval=[{path: ../shared/data/tldr/openai_tldr_30.jsonl, split: test}]"
     )

@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 from transformers import AutoModelForCausalLM
 
+from rlaif import pipeline
 from rlaif.artifacts import RunDir
-from rlaif.cli import STAGE_BY_NAME, main, run_stage
+from rlaif.cli import main
+from rlaif.stages import run_stage
 from tests.conftest import REPO, needs_shared_data
 
 pytestmark = needs_shared_data
@@ -26,7 +28,7 @@ def rlaif_cmd(*args: str) -> list[str]:
 
 def test_tiny_sft_trains_saves_and_skips_when_fresh(tiny_config):
     cfg = tiny_config()
-    assert run_stage(STAGE_BY_NAME["sft"], cfg) is True
+    assert run_stage(pipeline.stage("sft"), cfg) is True
     out = cfg.run_dir / "sft"
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("train_loss", "eval_loss_before", "eval_loss_after", "train_seconds", "examples"):
@@ -39,8 +41,8 @@ def test_tiny_sft_trains_saves_and_skips_when_fresh(tiny_config):
     assert len(samples) == cfg.sft.num_samples and {"prompt", "reference", "generated"} <= set(samples[0])
     entry = RunDir(cfg).entry("sft")
     assert entry["status"] == "done" and entry["seconds"] > 0 and entry["fingerprint"]
-    assert run_stage(STAGE_BY_NAME["sft"], cfg) is False  # same settings, same data: nothing to do
-    assert run_stage(STAGE_BY_NAME["sft"], tiny_config("sft.learning_rate=0.002")) is True  # changed: reruns
+    assert run_stage(pipeline.stage("sft"), cfg) is False  # same settings, same data: nothing to do
+    assert run_stage(pipeline.stage("sft"), tiny_config("sft.learning_rate=0.002")) is True  # changed: reruns
 
 
 def test_killed_sft_resumes_from_its_last_checkpoint(tmp_path):

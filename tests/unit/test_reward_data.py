@@ -8,8 +8,9 @@ import torch
 
 from rlaif.config import RewardConfig
 from rlaif.data import DataError
+from rlaif.jsonl import AppendLog
 from rlaif.models import load_tokenizer
-from rlaif.reward.data import label_pairs, read_done, split_pairs
+from rlaif.reward.data import label_pairs, split_pairs
 from rlaif.reward.model import build_reward_model, encode, raw_scores
 from rlaif.reward.trainer import PairCollator, tokenize_pairs, training_features
 
@@ -51,10 +52,12 @@ def test_split_is_seeded_and_independent_of_file_order():
     assert held0 == [] and train0 == split_pairs(pairs, 0.0, 3, None)[0][:4]
 
 
-def test_read_done_cuts_a_torn_last_line(tmp_path):
+def test_append_log_cuts_a_torn_last_line(tmp_path):
+    # reference_samples.jsonl (sample_for_references) is an AppendLog: a kill mid-write loses one row at most
     path = tmp_path / "samples.jsonl"
     path.write_text(json.dumps({"id": "a"}) + "\n" + json.dumps({"id": "b"}) + "\n" + '{"id": "c", "sam')
-    assert list(read_done(path)) == ["a", "b"]
+    with AppendLog(path) as log:
+        assert [row["id"] for row in log.rows] == ["a", "b"]
     assert path.read_text().endswith('{"id": "b"}\n')  # the next append starts on a clean line
 
 

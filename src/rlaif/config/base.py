@@ -137,16 +137,22 @@ def to_dict(obj: Any) -> Any:
 
 def section_hash(section: Any) -> str:
     """Stable hash of one config section, for the manifest's freshness checks."""
-    blob = json.dumps(to_dict(section), sort_keys=True, default=str)
+    plain = to_dict(section) if dataclasses.is_dataclass(section) else section  # a dict: section + what it reads
+    blob = json.dumps(plain, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 @cache
 def field_docs(cls: type) -> dict[str, str]:
-    """The docstring under each dataclass field (the convention tyro and TRL use), parsed with ast."""
+    """The docstring under each dataclass field (the convention tyro and TRL use), parsed with ast;
+    a field declared in a base class (TrainerSettings) has its docstring there, and a subclass that
+    redeclares a field (a different default) may give it its own."""
+    docs = {}
+    for base in reversed(cls.__mro__[1:]):
+        if dataclasses.is_dataclass(base):
+            docs.update(field_docs(base))
     tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
     body = tree.body[0].body
-    docs = {}
     for node, nxt in zip(body, body[1:]):
         if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
             docs[node.target.id] = " ".join(str(nxt.value.value).split())

@@ -8,10 +8,11 @@ from typing import Literal
 # Imported at run time, not under TYPE_CHECKING: typing.get_type_hints (from_dict, describe)
 # resolves the field annotations in this module's namespace.
 from rlaif.config.data import DatasetConfig, LoraSettings
+from rlaif.config.training import TrainerSettings
 
 
 @dataclass
-class RewardConfig:
+class RewardConfig(TrainerSettings):
     """Stages `reward` (RLAIF arm) and `reward_rlhf` (RLHF arm): a scalar reward model trained on
     pairwise preferences. Details [D15]-[D19] in docs/implementation_details.md."""
 
@@ -19,15 +20,11 @@ class RewardConfig:
     model: str = "sft"
     """Initial weights: `sft` = this run's sft/model (Stiennon et al. 2020 and Huang et al. 2024
     start the reward model from the SFT policy), or `smollm2-135m`, `tiny-random`, a Hub id or a folder."""
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    """Weights dtype. float32 on CPU; bfloat16 on recent GPUs."""
     lora: LoraSettings = field(default_factory=LoraSettings)
     """LoRA settings (the score head is always trained fully); the saved model/ is merged."""
     freeze_layers: int = 0
     """Full fine-tuning only: keep the embeddings and the first N transformer layers frozen (no
     gradients, no optimizer state); on a CPU this saves most of the backward pass. 0 = train all."""
-    gradient_checkpointing: bool = False
-    """Recompute activations in the backward pass to save memory (slower)."""
 
     # --- training data ---
     source: Literal["ai_labels", "human", "reference_preferred"] = "ai_labels"
@@ -70,25 +67,9 @@ class RewardConfig:
     sample_batch_size: int = 8
     """Prompts per generation batch for those samples."""
 
-    # --- optimisation (Huang et al. 2024 train the reward model for 1 epoch) ---
+    # --- optimisation (the rest is TrainerSettings; Huang et al. 2024 train the RM for 1 epoch) ---
     learning_rate: float = 1e-5
     """Peak learning rate (AdamW)."""
-    lr_scheduler_type: str = "cosine"
-    """Any transformers scheduler name (cosine, linear, constant, ...)."""
-    warmup_ratio: float = 0.0
-    """Fraction of steps spent warming up the learning rate."""
-    weight_decay: float = 0.0
-    """AdamW weight decay."""
-    num_train_epochs: float = 1.0
-    """Passes over the training pairs."""
-    max_steps: int = -1
-    """Stop after this many optimizer steps (-1 = use num_train_epochs)."""
-    per_device_batch_size: int = 8
-    """Pairs per device per micro-step (each pair is two sequences in one forward pass)."""
-    gradient_accumulation_steps: int = 1
-    """Micro-steps per optimizer step; global batch = per_device_batch_size * this * processes."""
-    max_grad_norm: float = 1.0
-    """Gradient clipping norm."""
 
     # --- evaluation and normalisation ---
     eval_comparisons: list[DatasetConfig] = field(default_factory=list)
@@ -108,13 +89,3 @@ class RewardConfig:
     (else the summaries of the training pairs) score 0 on average (Huang et al. 2024, §6). [D19]"""
     normalization_examples: int = 256
     """Summaries used for that mean."""
-
-    # --- logging, checkpoints ---
-    logging_steps: int = 5
-    """Log the training loss every N optimizer steps."""
-    eval_steps: int = 20
-    """Compute the validation loss every N optimizer steps (when validation_fraction > 0)."""
-    save_steps: int = 20
-    """Checkpoint (model, optimizer, scheduler, RNG) every N steps; a rerun resumes from the last."""
-    save_total_limit: int = 2
-    """Keep at most this many checkpoints on disk."""

@@ -8,41 +8,21 @@ from typing import Literal
 # Imported at run time, not under TYPE_CHECKING: typing.get_type_hints (from_dict, describe)
 # resolves the field annotations in this module's namespace.
 from rlaif.config.data import LoraSettings
+from rlaif.config.training import TrainerSettings
 
 
 @dataclass
-class SFTConfig:
+class SFTConfig(TrainerSettings):
     """Stage `sft`: supervised fine-tuning of the policy on posts and reference summaries."""
 
     # --- model ---
     model: str = "smollm2-135m"
     """Model to fine-tune: `smollm2-135m` (embedded), `tiny-random` (tests), a Hub id or a folder."""
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    """Weights dtype. float32 on CPU; bfloat16 on recent GPUs."""
     lora: LoraSettings = field(default_factory=LoraSettings)
     """LoRA settings; the saved sft/model/ is always the merged full model."""
-    gradient_checkpointing: bool = False
-    """Recompute activations in the backward pass to save memory (slower)."""
 
-    # --- optimisation (paper.yaml follows Huang et al. 2024: lr 5e-5, 1 epoch, batch 64) ---
-    learning_rate: float = 5e-5
-    """Peak learning rate (AdamW)."""
-    lr_scheduler_type: str = "cosine"
-    """Any transformers scheduler name (cosine, linear, constant, ...)."""
-    warmup_ratio: float = 0.0
-    """Fraction of steps spent warming up the learning rate."""
-    weight_decay: float = 0.0
-    """AdamW weight decay."""
-    num_train_epochs: float = 1.0
-    """Passes over the training split."""
-    max_steps: int = -1
-    """Stop after this many optimizer steps (-1 = use num_train_epochs)."""
-    per_device_batch_size: int = 8
-    """Sequences per device per micro-step."""
-    gradient_accumulation_steps: int = 1
-    """Micro-steps per optimizer step; global batch = per_device_batch_size * this * processes."""
-    max_grad_norm: float = 1.0
-    """Gradient clipping norm."""
+    # Optimisation, precision, logging and checkpoints: TrainerSettings (paper.yaml follows Huang
+    # et al. 2024: lr 5e-5, 1 epoch, batch 64).
 
     # --- data ---
     validation_fraction: float = 0.1
@@ -50,15 +30,7 @@ class SFTConfig:
     max_examples: int | None = None
     """Use at most this many training rows (None = all)."""
 
-    # --- logging, checkpoints, samples ---
-    logging_steps: int = 5
-    """Log the training loss every N optimizer steps."""
-    eval_steps: int = 20
-    """Compute the validation loss every N optimizer steps."""
-    save_steps: int = 20
-    """Checkpoint (model, optimizer, scheduler, RNG) every N steps; a rerun resumes from the last."""
-    save_total_limit: int = 2
-    """Keep at most this many checkpoints on disk."""
+    # --- samples ---
     num_samples: int = 4
     """Validation posts to summarise greedily into sft/samples.jsonl after training."""
     sample_max_new_tokens: int = 53

@@ -2,9 +2,15 @@
 
 from rlaif.data.prompts import build_prompt, format_prompt, parse_prompt, truncate_post
 from rlaif.data.readers import DataError, read_rows
+from rlaif.data.splits import eval_records, policy_posts, pool_split, prompt_pool, prompt_records
 from rlaif.data.tldr import LoadReport, load_posts, post_record
 
 __all__ = [
+    "eval_records",
+    "policy_posts",
+    "pool_split",
+    "prompt_pool",
+    "prompt_records",
     "DataError",
     "LoadReport",
     "build_prompt",

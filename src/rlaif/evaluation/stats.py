@@ -15,6 +15,13 @@ WIN, TIE, LOSS = "win", "tie", "loss"
 SCORE = {WIN: 1.0, TIE: 0.5, LOSS: 0.0}
 
 
+def mean_or_none(values: Sequence[float]) -> float | None:
+    """Plain mean of a list of numbers (booleans count 0/1); None for an empty list, so a metric over
+    nothing is shown as missing rather than as 0."""
+    values = list(values)
+    return float(sum(values) / len(values)) if values else None
+
+
 # ----------------------------------------------------------------------------------------------
 # Judgements -> outcomes
 

@@ -12,8 +12,9 @@ from collections.abc import Callable
 
 from tqdm.auto import tqdm
 
+from rlaif.artifacts import write_json
 from rlaif.jsonl import AppendLog
-from rlaif.labelers.base import JudgeResult, Labeler
+from rlaif.labelers.base import JudgeResult, Labeler, LabelingIncomplete
 from rlaif.labelers.prompts import JudgePrompt
 
 
@@ -151,3 +152,40 @@ def alignment(records: list[dict]) -> dict:
 
 def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
+
+
+# ----------------------------------------------------------------------------------------------
+# What the labeling stages report of a run
+
+
+def run_info(stats: dict, labeler, prompt) -> dict:
+    return {
+        "failed": stats["failed"],
+        "labeled_now": stats["labeled_now"],
+        "seconds": round(stats["seconds"], 2),
+        "pairs_per_minute": stats["pairs_per_minute"],
+        "backend": labeler.backend,
+        "model": labeler.model,
+        "prompt_id": prompt.prompt_id,
+    }
+
+
+def print_summary(what: str, m: dict, path) -> None:
+    rate = f"{m['pairs_per_minute']:.1f} pairs/min" if m.get("pairs_per_minute") else "nothing new"
+    align = m.get("alignment_with_humans")
+    align_text = f", alignment {align['accuracy']:.3f}" if align and align["accuracy"] is not None else ""
+    print(
+        f"[rlaif] {what}: {m['pairs']} labeled, {m['undecided']} undecided, {m['failed']} failed "
+        f"({rate}){align_text} -> {path}",
+        flush=True,
+    )
+
+
+def check_failures(metrics: dict, total: int, allowed: float, out_dir) -> None:
+    failed = metrics["failed"]
+    if total and failed / total > allowed:
+        write_json(out_dir / "metrics.json", metrics)  # the partial picture stays readable
+        raise LabelingIncomplete(
+            f"{failed} of {total} pairs failed after every retry (see {out_dir}/failures*.jsonl); "
+            f"rerun the same command to retry just those, or raise label.max_failed_fraction"
+        )

@@ -459,10 +459,11 @@ def make_prompt(
     return JudgePrompt(pair_template(TASKS[task], style, exemplars, discourage_length), max_rationale_tokens)
 
 
-def label_prompt(section: LabelConfig, task: str = "summarize") -> JudgePrompt:
+def label_prompt(section: LabelConfig, task: str = "summarize", max_rationale_tokens: int | None = None) -> JudgePrompt:
     """The `label` stage's prompt for a task: label.prompt_file for TL;DR when set, else built in
-    (the dialogue set of --eval-alignment always uses the built-in harmlessness prompt)."""
-    budget = section.labeler.max_rationale_tokens
+    (the dialogue set of --eval-alignment always uses the built-in harmlessness prompt).
+    `max_rationale_tokens`: the budget of the labeler that asks (OAIF's own); None = label.labeler's."""
+    budget = section.labeler.max_rationale_tokens if max_rationale_tokens is None else max_rationale_tokens
     if task == "summarize" and section.prompt_file:
         return JudgePrompt(load_template(section.prompt_file, "pair"), budget)
     fewshot = section.fewshot_file if task == "summarize" else None  # exemplars are TL;DR ones

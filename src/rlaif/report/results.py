@@ -5,22 +5,16 @@ this section says so in a warning instead of letting a 50% win rate pass for a r
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
+from rlaif import pipeline
 from rlaif.artifacts import RunDir
 from rlaif.config import PipelineConfig
 from rlaif.evaluation import stats
 from rlaif.jsonl import read_jsonl
+from rlaif.pipeline import system_label
 from rlaif.report import plots
 from rlaif.report.render import Doc, fmt
 
-SYSTEM_NAMES = {"sft": "SFT", "rl": "RL (RLAIF)", "rl_rlhf": "RL (RLHF)", "reference": "human reference"}
 UNRELIABLE_FLIP_RATE = 0.5  # a judge that keeps the slot in half the swaps is mostly reading positions
-
-
-def _load(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def label_position_bias(rows: list[dict]) -> dict:
@@ -39,8 +33,8 @@ def labeler_alignment(rundir: RunDir) -> list[list[str]]:
     """Rows (what, value) of the labeler's agreement with human choices, per human comparison set:
     label_alignment/metrics.json (one entry per task), and labels/metrics.json when the labeled
     pairs carried human choices."""
-    sets = dict(_load(rundir.stage_dir("label_alignment") / "metrics.json"))
-    if "alignment_with_humans" in (labels := _load(rundir.stage_dir("label") / "metrics.json")):
+    sets = dict(rundir.metrics("label_alignment"))
+    if "alignment_with_humans" in (labels := rundir.metrics("label")):
         sets["labeled pairs"] = labels
     rows = []
     for task, m in sets.items():
@@ -67,7 +61,7 @@ def results_section(doc: Doc, cfg: PipelineConfig, rundir: RunDir, manifest: dic
     if not entry or entry.get("status") != "done":
         doc.not_run("stage evaluate", "not run" if not entry else entry.get("status", "?"))
         return
-    metrics = _load(rundir.stage_dir("evaluate") / "metrics.json")
+    metrics = rundir.metrics("evaluate")
     comparisons, judge = metrics.get("comparisons", {}), metrics.get("judge", {})
     doc.p(
         f"{metrics.get('posts')} held-out posts ({metrics.get('posts_with_reference')} with a human reference); every "
@@ -78,7 +72,7 @@ def results_section(doc: Doc, cfg: PipelineConfig, rundir: RunDir, manifest: dic
     rows = []
     for name, m in comparisons.items():
         a, b = name.split(":")
-        label = f"{SYSTEM_NAMES.get(a, a)} vs {SYSTEM_NAMES.get(b, b)}"
+        label = f"{system_label(a)} vs {system_label(b)}"
         rows.append(
             [
                 label,
@@ -180,12 +174,12 @@ def _judge_free(doc: Doc, systems: dict) -> None:
     )
     rows = []
     for name, m in systems.items():
-        row = [SYSTEM_NAMES.get(name, name), m.get("n"), m.get("mean_words"), m.get("mean_tokens"), m.get("eos_rate")]
+        row = [system_label(name), m.get("n"), m.get("mean_words"), m.get("mean_tokens"), m.get("eos_rate")]
         row += [f"{fmt(m[k]['mean'])} {_ci(m[k])}" if k in m else "—" for k in rms]
         row.append(f"{fmt(m['rouge_l']['mean'])} {_ci(m['rouge_l'])}" if "rouge_l" in m else "—")
         rows.append(row)
     doc.table(headers, rows)
-    own_rm = {"rl": "rm_score/reward", "rl_rlhf": "rm_score/reward_rlhf"}
+    own_rm = {s.name: f"rm_score/{s.reward}" for s in pipeline.STAGES if s.role == "policy" and s.reward}
     verdicts = []
     for name, rm in own_rm.items():  # did each RL policy move the judge-free checks above SFT?
         policy, sft = systems.get(name, {}), systems.get("sft", {})
@@ -195,7 +189,7 @@ def _judge_free(doc: Doc, systems: dict) -> None:
             if k in policy and k in sft
         ]
         if parts:
-            verdicts.append(f"{SYSTEM_NAMES[name]}: " + "; ".join(parts) + ".")
+            verdicts.append(f"{system_label(name)}: " + "; ".join(parts) + ".")
     if verdicts:
         doc.p(" ".join(verdicts))
     doc.p(
@@ -218,7 +212,7 @@ def samples_section(doc: Doc, cfg: PipelineConfig, rundir: RunDir, manifest: dic
         doc.not_run("samples (from stage evaluate)")
         return
     posts = read_jsonl(d / "posts.jsonl")[: cfg.report.num_samples]
-    systems = [s for s in ("sft", "rl", "rl_rlhf") if (d / "generations" / f"{s}.jsonl").exists()]
+    systems = [s.name for s in pipeline.policies(cfg) if (d / "generations" / f"{s.name}.jsonl").exists()]
     text = {s: {r["id"]: r["summary"] for r in read_jsonl(d / "generations" / f"{s}.jsonl")} for s in systems}
     limit = cfg.report.max_post_chars
     rows = []
@@ -226,4 +220,4 @@ def samples_section(doc: Doc, cfg: PipelineConfig, rundir: RunDir, manifest: dic
         body = post["prompt"].rstrip().removesuffix("TL;DR:").rstrip()
         body = body if len(body) <= limit else body[:limit].rstrip() + " …"
         rows.append([body, post.get("reference") or "—"] + [text[s].get(post["id"], "—") or "(empty)" for s in systems])
-    doc.table(["post", "human reference"] + [SYSTEM_NAMES[s] for s in systems], rows, css_class="samples")
+    doc.table(["post", "human reference"] + [system_label(s) for s in systems], rows, css_class="samples")

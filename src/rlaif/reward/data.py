@@ -24,6 +24,7 @@ from rlaif.data.comparisons import load_comparisons
 from rlaif.data.prompts import count_tokens
 from rlaif.data.tldr import LoadReport
 from rlaif.generation import generate
+from rlaif.jsonl import AppendLog
 
 
 def label_pairs(path: Path) -> tuple[list[dict], int]:
@@ -120,44 +121,26 @@ def reference_records(cfg: PipelineConfig, tokenizer) -> list[dict]:
     return records
 
 
-def read_done(path: Path) -> dict[str, dict]:
-    """Rows of an append-only JSONL by id. A torn last line (a kill mid-write) is cut off."""
-    done: dict[str, dict] = {}
-    if not path.exists():
-        return done
-    good_bytes = 0
-    with open(path, "rb") as fh:
-        for raw in fh:
-            try:
-                row = json.loads(raw)
-            except json.JSONDecodeError:
-                break
-            done[row["id"]] = row
-            good_bytes += len(raw)
-    if good_bytes < path.stat().st_size:
-        with open(path, "r+b") as fh:
-            fh.truncate(good_bytes)
-    return done
-
-
 def sample_for_references(
-    model, tokenizer, records: list[dict], path: Path, rm: RewardConfig, max_new_tokens: int, seed: int
+    model, tokenizer, records: list[dict], path: Path, settings: RewardConfig, max_new_tokens: int, seed: int
 ) -> dict[str, dict]:
     """One SFT sample per reference post, appended to `path` batch by batch; posts already there are
     skipped, so an interrupted run resumes without loss or duplicates."""
-    done = read_done(path)
-    todo = [r for r in records if r["id"] not in done]
-    with open(path, "a", encoding="utf-8") as fh:
-        for start in tqdm(range(0, len(todo), rm.sample_batch_size), desc="sft samples for references", unit="batch"):
-            batch = todo[start : start + rm.sample_batch_size]
+    with AppendLog(path) as log:
+        done = {row["id"]: row for row in log.rows}
+        todo = [r for r in records if r["id"] not in done]
+        for start in tqdm(
+            range(0, len(todo), settings.sample_batch_size), desc="sft samples for references", unit="batch"
+        ):
+            batch = todo[start : start + settings.sample_batch_size]
             torch.manual_seed(seed + len(done))  # depends on progress only, so a resumed run continues the same stream
             completions = generate(
                 model,
                 tokenizer,
                 [r["prompt"] for r in batch],
                 max_new_tokens=max_new_tokens,
-                temperature=rm.sample_temperature,
-                batch_size=rm.sample_batch_size,
+                temperature=settings.sample_temperature,
+                batch_size=settings.sample_batch_size,
             )
             for record, (c,) in zip(batch, completions):
                 row = {
@@ -165,14 +148,13 @@ def sample_for_references(
                     "sample": c.text,
                     "ended_with_eos": c.ended_with_eos,
                     "generation": {
-                        "temperature": rm.sample_temperature,
+                        "temperature": settings.sample_temperature,
                         "max_new_tokens": max_new_tokens,
                         "seed": seed,
                     },
                 }
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                log.append(row)
                 done[row["id"]] = row
-            fh.flush()
     return done
 
 

@@ -21,25 +21,25 @@ from rlaif.reward.losses import (
 from rlaif.reward.model import encode, pad_batch, raw_scores
 
 
-def training_features(pair: dict, rm: RewardConfig) -> tuple[float, float]:
+def training_features(pair: dict, settings: RewardConfig) -> tuple[float, float]:
     """(label, margin) of one pair: the soft loss sees p_a clamped [D17]; the margin scales with the
     strength of the unclamped preference, |2 p_a - 1|."""
     p_a = pair["p_a"]
-    label = clamp_labels(torch.tensor(p_a), *rm.label_clamp).item() if rm.loss == "soft" else p_a
-    return label, rm.margin_coef * abs(2.0 * p_a - 1.0)
+    label = clamp_labels(torch.tensor(p_a), *settings.label_clamp).item() if settings.loss == "soft" else p_a
+    return label, settings.margin_coef * abs(2.0 * p_a - 1.0)
 
 
-def tokenize_pairs(pairs: list[dict], tokenizer, rm: RewardConfig) -> Dataset:
+def tokenize_pairs(pairs: list[dict], tokenizer, settings: RewardConfig) -> Dataset:
     """Token ids of both sides plus label and margin; hard-loss ties (p_a = 0.5) are dropped."""
     rows = []
     for pair in pairs:
-        if rm.loss == "hard" and pair["p_a"] == 0.5:
+        if settings.loss == "hard" and pair["p_a"] == 0.5:
             continue
-        label, margin = training_features(pair, rm)
+        label, margin = training_features(pair, settings)
         rows.append(
             {
-                "a_ids": encode(tokenizer, pair["prompt"], pair["summary_a"], rm.max_length),
-                "b_ids": encode(tokenizer, pair["prompt"], pair["summary_b"], rm.max_length),
+                "a_ids": encode(tokenizer, pair["prompt"], pair["summary_a"], settings.max_length),
+                "b_ids": encode(tokenizer, pair["prompt"], pair["summary_b"], settings.max_length),
                 "p_a": label,
                 "margin": margin,
             }
@@ -61,18 +61,18 @@ class PairCollator:
 
 
 class PairwiseRewardTrainer(Trainer):
-    """Trainer whose loss is the pairwise preference loss of `rm` ([D16]-[D18])."""
+    """Trainer whose loss is the pairwise preference loss of `settings` ([D16]-[D18])."""
 
-    def __init__(self, *args, rm: RewardConfig, **kwargs):
+    def __init__(self, *args, settings: RewardConfig, **kwargs):
         super().__init__(*args, **kwargs)
-        self.rm = rm
+        self.settings = settings
         self.model_accepts_loss_kwargs = False  # the loss is a mean over pairs; Trainer divides it for accumulation
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         scores = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits[:, 0]  # (2B,)
         r_a, r_b = scores.float().chunk(2)  # (B,), (B,)
-        margin = inputs["margin"] if self.rm.margin_coef else None
-        loss = pair_loss(r_a, r_b, inputs["p_a"], self.rm.loss, margin, self.rm.center_coef)
+        margin = inputs["margin"] if self.settings.margin_coef else None
+        loss = pair_loss(r_a, r_b, inputs["p_a"], self.settings.loss, margin, self.settings.center_coef)
         return (loss, {"r_a": r_a, "r_b": r_b}) if return_outputs else loss
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):

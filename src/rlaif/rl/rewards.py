@@ -23,7 +23,7 @@ from rlaif.labelers.prompts import rating_prompt
 from rlaif.labelers.rating import RatingJudge
 from rlaif.models import disable_dropout
 from rlaif.reward.model import score as score_texts
-from rlaif.rl.policy import last_hidden
+from rlaif.rl.policy import head_values, last_hidden
 
 
 class RewardModelReward:
@@ -59,7 +59,7 @@ class RewardModelReward:
             sl = slice(start, start + self.batch_size)
             hidden = last_hidden(self.model, query_responses[sl], attention_mask[sl])  # (b, L, H)
             rows = torch.arange(hidden.size(0), device=hidden.device)
-            scores.append(self.model.score(hidden[rows, last_index[sl]]).squeeze(-1).float())  # (b,)
+            scores.append(head_values(self.model.score, hidden[rows, last_index[sl]]))  # (b,)
         return torch.cat(scores) + self.bias
 
 
@@ -133,9 +133,11 @@ class SharedBaseReward:
             if f".{REWARD_ADAPTER}." in name:
                 p.requires_grad_(False)
         disable_dropout(policy)
+        # float32 whatever the base's dtype (head_values casts the hidden states to it); placed on the
+        # run's device by rlaif.rl.build with the other frozen models
         self.score = nn.Linear(head.shape[1], 1, bias=False)
         with torch.no_grad():
-            self.score.weight.copy_(head)
+            self.score.weight.copy_(head.float())
         self.score.requires_grad_(False)
         self.bias = float(getattr(rm_config, "reward_bias", 0.0) or 0.0)
 
@@ -162,5 +164,5 @@ class SharedBaseReward:
                 sl = slice(start, start + self.batch_size)
                 hidden = last_hidden(self.policy, query_responses[sl], attention_mask[sl])  # (b, L, H)
                 rows = torch.arange(hidden.size(0), device=hidden.device)
-                scores.append(self.score(hidden[rows, last_index[sl]]).squeeze(-1).float())
+                scores.append(head_values(self.score, hidden[rows, last_index[sl]]))  # (b,)
         return torch.cat(scores) + self.bias

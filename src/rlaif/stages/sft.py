@@ -14,23 +14,16 @@ import time
 import torch.nn.functional as F
 from transformers import DataCollatorForSeq2Seq, Trainer
 
-from rlaif.artifacts import RunDir, is_main_process, write_json
-from rlaif.config import PipelineConfig
+from rlaif.artifacts import is_main_process, write_json
 from rlaif.data import build_prompt, load_posts
+from rlaif.evaluation.stats import mean_or_none
 from rlaif.generation import generate
-from rlaif.models import load_causal_lm, load_tokenizer
-from rlaif.training import apply_lora, save_final_model, train_resuming, training_arguments, write_jsonl
+from rlaif.jsonl import write_jsonl
+from rlaif.models import load_causal_lm, load_tokenizer, position_ids, save_model
+from rlaif.stages import StageContext
+from rlaif.training import apply_lora, train_resuming, training_arguments
 
 IGNORE_INDEX = -100  # label value the causal-LM loss skips
-
-
-def upstream(cfg: PipelineConfig, stage: str = "sft") -> tuple[str, ...]:
-    """Stages whose outputs this one reads."""
-    return ()
-
-
-def data_sources(cfg: PipelineConfig, stage: str = "sft"):
-    return cfg.data.sft
 
 
 def tokenize_example(tokenizer, record: dict, max_prompt_tokens: int, max_summary_tokens: int) -> dict:
@@ -48,20 +41,19 @@ def tokenize_example(tokenizer, record: dict, max_prompt_tokens: int, max_summar
     }
 
 
-def run(cfg: PipelineConfig, rundir: RunDir, stage: str = "sft") -> dict:
-    sft = cfg.sft
-    out = rundir.begin(stage, sft, upstream=upstream(cfg), data=data_sources(cfg))
+def run(ctx: StageContext) -> dict:
+    cfg, settings = ctx.cfg, ctx.section
     t0 = time.time()
 
-    tokenizer = load_tokenizer(sft.model, padding_side="left")  # see _Collator
+    tokenizer = load_tokenizer(settings.model, padding_side="left")  # see _Collator
     posts, load_report = load_posts(cfg.data.sft, require_summary=True)
     posts = posts.shuffle(seed=cfg.seed)
-    n_val = max(1, round(len(posts) * sft.validation_fraction))
+    n_val = max(1, round(len(posts) * settings.validation_fraction))
     if len(posts) - n_val < 1:
         raise ValueError(f"data.sft: {len(posts)} rows leave nothing to train on after a validation split of {n_val}")
     val_posts, train_posts = posts.select(range(n_val)), posts.select(range(n_val, len(posts)))
-    if sft.max_examples is not None:
-        train_posts = train_posts.select(range(min(sft.max_examples, len(train_posts))))
+    if settings.max_examples is not None:
+        train_posts = train_posts.select(range(min(settings.max_examples, len(train_posts))))
 
     def encode(record):
         return tokenize_example(tokenizer, record, cfg.data.max_prompt_tokens, cfg.data.max_summary_tokens)
@@ -70,12 +62,12 @@ def run(cfg: PipelineConfig, rundir: RunDir, stage: str = "sft") -> dict:
     train_set = train_posts.map(encode, remove_columns=columns, desc="tokenize train")
     val_set = val_posts.map(encode, remove_columns=columns, desc="tokenize validation")
 
-    model = load_causal_lm(sft.model, tokenizer)
-    model = apply_lora(model, sft.lora, task_type="CAUSAL_LM")
-    checkpoints = out.dir / "checkpoints"
+    model = load_causal_lm(settings.model, tokenizer)
+    model = apply_lora(model, settings.lora, task_type="CAUSAL_LM")
+    checkpoints = ctx.dir / "checkpoints"
     trainer = Trainer(
         model=model,
-        args=training_arguments(sft, checkpoints, cfg.seed),
+        args=training_arguments(settings, checkpoints, cfg.seed),
         data_collator=_Collator(tokenizer),
         train_dataset=train_set,
         eval_dataset=val_set,
@@ -84,7 +76,7 @@ def run(cfg: PipelineConfig, rundir: RunDir, stage: str = "sft") -> dict:
     )
 
     # The loss before training is measured once and kept, so a resumed run reports the true start.
-    before_path = out.dir / "eval_before.json"
+    before_path = ctx.dir / "eval_before.json"
     if before_path.exists():
         eval_before = json.loads(before_path.read_text())["eval_loss"]
     else:
@@ -92,10 +84,11 @@ def run(cfg: PipelineConfig, rundir: RunDir, stage: str = "sft") -> dict:
         if is_main_process():
             write_json(before_path, {"eval_loss": eval_before})
 
-    train_result, train_seconds, resume_from = train_resuming(trainer, checkpoints, "sft")
+    train_result, train_seconds, resume_from = train_resuming(trainer, checkpoints, ctx.stage.name)
     eval_after = trainer.evaluate()["eval_loss"]
 
-    save_final_model(trainer.model, tokenizer, out.dir / "model")
+    if is_main_process():
+        save_model(trainer.model, tokenizer, ctx.dir / "model")
     metrics = {
         "train_loss": train_result.training_loss,
         "eval_loss_before": eval_before,
@@ -111,22 +104,21 @@ def run(cfg: PipelineConfig, rundir: RunDir, stage: str = "sft") -> dict:
         "processes": trainer.args.world_size,
     }
     if is_main_process():
-        write_jsonl(out.dir / "log_history.jsonl", trainer.state.log_history)
-        write_jsonl(out.dir / "samples.jsonl", _samples(trainer.model, tokenizer, val_set, val_posts, sft))
-        eos_rate = _mean(json.loads(line)["ended_with_eos"] for line in open(out.dir / "samples.jsonl"))
-        metrics["sample_eos_rate"] = eos_rate
+        write_jsonl(ctx.dir / "log_history.jsonl", trainer.state.log_history)
+        samples = _samples(trainer.model, tokenizer, val_set, val_posts, settings)
+        write_jsonl(ctx.dir / "samples.jsonl", samples)
+        metrics["sample_eos_rate"] = mean_or_none([s["ended_with_eos"] for s in samples])
         print(
-            f"[rlaif] sft: eval loss {eval_before:.4f} -> {eval_after:.4f} in {train_seconds:.0f}s; model in {out.dir / 'model'}",
+            f"[rlaif] sft: eval loss {eval_before:.4f} -> {eval_after:.4f} in {train_seconds:.0f}s; model in {ctx.dir / 'model'}",
             flush=True,
         )
-    rundir.finish(out, metrics)
     return metrics
 
 
-def _samples(model, tokenizer, val_set, val_posts, sft) -> list[dict]:
-    n = min(sft.num_samples, len(val_set))
+def _samples(model, tokenizer, val_set, val_posts, settings) -> list[dict]:
+    n = min(settings.num_samples, len(val_set))
     prompts = [val_set[i]["prompt"] for i in range(n)]
-    generations = generate(model, tokenizer, prompts, max_new_tokens=sft.sample_max_new_tokens, desc="sft samples")
+    generations = generate(model, tokenizer, prompts, max_new_tokens=settings.sample_max_new_tokens, desc="sft samples")
     return [
         {
             "id": val_posts[i]["id"],
@@ -137,11 +129,6 @@ def _samples(model, tokenizer, val_set, val_posts, sft) -> list[dict]:
         }
         for i, g in enumerate(generations)
     ]
-
-
-def _mean(values) -> float:
-    values = list(values)
-    return sum(values) / max(1, len(values))
 
 
 def summary_loss(outputs, labels, num_items_in_batch=None):
@@ -170,7 +157,7 @@ class _Collator(DataCollatorForSeq2Seq):
     def __call__(self, features, return_tensors=None):
         features = [{k: v for k, v in f.items() if k != "prompt"} for f in features]
         batch = super().__call__(features, return_tensors)
-        batch["position_ids"] = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)  # (B, T)
+        batch["position_ids"] = position_ids(batch["attention_mask"])  # (B, T)
         first_label = int((batch["labels"] != IGNORE_INDEX).any(0).nonzero()[0])
         batch["logits_to_keep"] = batch["labels"].shape[1] - first_label + 1
         return batch

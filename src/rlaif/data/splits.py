@@ -1,0 +1,68 @@
+"""Which posts each stage uses, computed in one place so that two stages never split them two ways.
+
+The prompt pool is data.prompts de-duplicated into posts, in file order (a summarize_from_feedback
+comparisons set becomes its unique posts). Posts [0, pairs.num_posts) get sampled pairs (and so
+train the reward model); posts from pairs.num_posts on are left for the policy-optimisation stages,
+so the reward model never scores a post it was trained on. The evaluation posts are data.eval, with
+their prompts built one way for every stage that summarises them.
+"""
+
+from __future__ import annotations
+
+from datasets import Dataset
+
+from rlaif.config import ConfigError, DatasetConfig, PipelineConfig
+from rlaif.data.prompts import build_prompt
+from rlaif.data.readers import DataError
+from rlaif.data.tldr import LoadReport, load_posts
+
+
+def prompt_pool(cfg: PipelineConfig) -> tuple[Dataset, LoadReport]:
+    if not cfg.data.prompts:
+        raise ConfigError("data.prompts: empty; the pairs stage samples summaries for these posts")
+    return load_posts(cfg.data.prompts)
+
+
+def pool_split(pool: Dataset, num_posts: int | None) -> tuple[Dataset, Dataset]:
+    """(posts for pairs, posts left for RL): [0, num_posts) and [num_posts, end) of the pool.
+    With num_posts None both are the whole pool (RL then reuses the pairs' posts)."""
+    if num_posts is None:
+        return pool, pool
+    n = min(num_posts, len(pool))
+    return pool.select(range(n)), pool.select(range(n, len(pool)))
+
+
+def policy_posts(cfg: PipelineConfig, own_prompts: list[DatasetConfig], where: str) -> Dataset:
+    """Posts a policy-optimisation stage trains on: its own `prompts` sources when given, else the
+    prompt pool's posts that the pairs stage left (see the module docstring)."""
+    if own_prompts:
+        return load_posts(own_prompts)[0]
+    if not cfg.data.prompts:
+        raise ConfigError(f"{where}.prompts: empty and so is data.prompts; the stage needs posts to optimise on")
+    pool, _ = load_posts(cfg.data.prompts)
+    skip = cfg.pairs.num_posts or 0
+    if skip >= len(pool):
+        raise DataError(
+            f"pairs.num_posts={skip} uses all {len(pool)} posts of data.prompts; none is left for RL "
+            f"(lower it, add posts, or set {where}.prompts)"
+        )
+    return pool_split(pool, cfg.pairs.num_posts)[1]
+
+
+def prompt_records(posts, tokenizer, max_prompt_tokens: int) -> list[dict]:
+    """{id, prompt, reference} per post: the formatted prompt, cut to the token budget, and the human
+    reference summary ("" where the post has none)."""
+    return [
+        {"id": p["id"], "prompt": build_prompt(tokenizer, p, max_prompt_tokens), "reference": p["summary"]}
+        for p in posts
+    ]
+
+
+def eval_records(cfg: PipelineConfig, tokenizer, max_posts: int | None = None) -> list[dict]:
+    """The first `max_posts` posts of data.eval as prompt records (see prompt_records)."""
+    if not cfg.data.eval:
+        raise ConfigError("data.eval: no held-out posts configured; add at least one source to evaluate on")
+    posts, _ = load_posts(cfg.data.eval)
+    if max_posts is not None:
+        posts = posts.select(range(min(max_posts, len(posts))))
+    return prompt_records(posts, tokenizer, cfg.data.max_prompt_tokens)
