@@ -168,9 +168,9 @@ def test_a_rating_template_has_its_own_placeholders(tmp_path):
 
 
 def test_template_files_are_inputs_of_the_stage_fingerprints(template_file, tmp_path):
+    from rlaif import pipeline
     from rlaif.artifacts import dataset_fingerprint
     from rlaif.config import load_config
-    from rlaif.stages import evaluate, label, rl
 
     rating_file = tmp_path / "rating.yaml"
     rating_file.write_text('user: "{text} / {summary}"\nassistant: "Score: "\n')
@@ -182,15 +182,18 @@ def test_template_files_are_inputs_of_the_stage_fingerprints(template_file, tmp_
             "evaluate.judge_style=cot",  # the file has an `answer`: a chain-of-thought prompt
             "rl.reward_source=direct",
             f"rl.direct_prompt_file={rating_file}",
+            "oaif={arms: [rlaif]}",
         ],
     )
-    checks = [(label, "label", template_file), (label, "label_alignment", template_file)]
-    checks += [(evaluate, "evaluate", template_file), (rl, "rl", str(rating_file))]
-    for module, stage, path in checks:
-        (source,) = [ds for ds in module.data_sources(cfg, stage) if ds.path == path]
+    checks = [("label", template_file), ("label_alignment", template_file), ("oaif", template_file)]
+    checks += [("evaluate", template_file), ("rl", str(rating_file))]
+    for name, path in checks:
+        (source,) = [ds for ds in pipeline.stage(name).data_of(cfg) if ds.path == path]
         before = dataset_fingerprint(source)
         Path(path).write_text(Path(path).read_text() + "\n# edited\n")  # its content is hashed
-        assert dataset_fingerprint(source) != before, stage
+        assert dataset_fingerprint(source) != before, name
+    # the RLHF arm's PPO has no rating prompt
+    assert str(rating_file) not in [ds.path for ds in pipeline.stage("rl_rlhf").data_of(cfg)]
 
 
 def test_every_label_carries_the_template_hash_and_the_text_is_kept_beside_them(template_file, tmp_path):

@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from rlaif.evaluation.stats import position_bias
 from rlaif.labelers.annotate import alignment, label_metrics, soft_label
 from rlaif.labelers.base import JudgeResult, decide, read_choices_with
 
@@ -66,19 +67,24 @@ def record(p_ab_first, p_ba_first, human=None, undecided="drop"):
 
 def test_position_bias_and_confidence():
     records = [
-        record(0.9, 0.8),  # first wins in both orders -> same position, first
-        record(0.7, 0.6),  # same position, first
-        record(0.2, 0.1),  # second wins in both orders -> same position, second
-        record(0.9, 0.2),  # a wins in both orders: consistent, no position bias
-        record(None, 0.5),  # undecided
+        record(0.9, 0.8),  # first wins in both orders -> same slot (the verdict flips), first twice
+        record(0.7, 0.6),  # same slot, first twice
+        record(0.2, 0.1),  # second wins in both orders -> same slot, second twice
+        record(0.9, 0.2),  # a wins in both orders: consistent; one first, one second
+        record(None, 0.5),  # undecided, and an exact tie in order ba: no answer in either order
     ]
     m = label_metrics(records)
     assert m["pairs"] == 5 and m["undecided"] == 1 and m["undecided_rate"] == pytest.approx(0.2)
+    # the evaluation judge's measure and keys (stats.position_bias) [L05, E03]: 3 of the 4 pairs
+    # answered in both orders keep the slot; 5 of the 8 single answers chose the first slot
     assert m["position_bias"] == {
-        "same_position_wins_rate": pytest.approx(0.75),
-        "first_position_share": pytest.approx(2 / 3),
-        "pairs": 4,
+        "flip_rate": pytest.approx(0.75),
+        "first_rate": pytest.approx(5 / 8),
+        "answered_pairs": 4,
     }
+    ab = ["first", "first", "second", "first", None]
+    ba = ["first", "first", "second", "second", None]
+    assert m["position_bias"] == position_bias(ab, ba)
     # p_a: 0.55, 0.55, 0.55, 0.85 -> confidence max(p, 1-p)
     assert m["mean_confidence"] == pytest.approx((0.55 * 3 + 0.85) / 4)
     assert "alignment_with_humans" not in m

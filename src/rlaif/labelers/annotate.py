@@ -13,6 +13,7 @@ from collections.abc import Callable
 from tqdm.auto import tqdm
 
 from rlaif.artifacts import write_json
+from rlaif.evaluation.stats import mean_or_none, position_bias, preferred_position
 from rlaif.jsonl import AppendLog
 from rlaif.labelers.base import JudgeResult, Labeler, LabelingIncomplete
 from rlaif.labelers.prompts import JudgePrompt
@@ -104,8 +105,16 @@ def annotate(
     }
 
 
-def _first_wins(order: dict) -> bool:
-    return order["p_first"] > order["p_second"]
+def label_position_bias(records: list[dict]) -> dict:
+    """The labeler's position bias over label records (each with its two `orders`), by the
+    evaluation judge's measure, rlaif.evaluation.stats.position_bias (`flip_rate`, `first_rate`,
+    `answered_pairs`) [L05, E03]: the labels and the judge are read with one yardstick."""
+    positions: dict[str, list[str | None]] = {"ab": [], "ba": []}
+    for r in records:
+        got = {o["order"]: preferred_position(o["p_first"], o["p_second"]) for o in r["orders"]}
+        positions["ab"].append(got.get("ab"))
+        positions["ba"].append(got.get("ba"))
+    return position_bias(positions["ab"], positions["ba"])
 
 
 def label_metrics(records: list[dict]) -> dict:
@@ -113,23 +122,16 @@ def label_metrics(records: list[dict]) -> dict:
     human choices where records carry one [L05]."""
     n = len(records)
     decided = [r for r in records if not r["undecided"]]
-    # Position bias: with both orders decided, how often the same *position* wins both times
-    # (a position-blind labeler flips with the order), and how often that position is the first.
-    both = [r for r in decided if all(o["p_first"] is not None for o in r["orders"])]
-    same = [r for r in both if _first_wins(r["orders"][0]) == _first_wins(r["orders"][1])]
-    first = [r for r in same if _first_wins(r["orders"][0])]
     metrics = {
         "pairs": n,
         "undecided": n - len(decided),
         "undecided_rate": (n - len(decided)) / n if n else None,
-        "position_bias": {
-            "same_position_wins_rate": len(same) / len(both) if both else None,
-            "first_position_share": len(first) / len(same) if same else None,
-            "pairs": len(both),
-        },
-        "mean_confidence": _mean([max(r["p_a"], 1 - r["p_a"]) for r in decided]),
-        "mean_p_a": _mean([r["p_a"] for r in decided]),
-        "mean_raw_mass": _mean([o["raw_mass"] for r in records for o in r["orders"] if o["raw_mass"] is not None]),
+        "position_bias": label_position_bias(records),
+        "mean_confidence": mean_or_none([max(r["p_a"], 1 - r["p_a"]) for r in decided]),
+        "mean_p_a": mean_or_none([r["p_a"] for r in decided]),
+        "mean_raw_mass": mean_or_none(
+            [o["raw_mass"] for r in records for o in r["orders"] if o["raw_mass"] is not None]
+        ),
     }
     judged = [r for r in records if r.get("human_choice") in ("a", "b")]
     if judged:
@@ -147,11 +149,7 @@ def alignment(records: list[dict]) -> dict:
             continue
         p_chosen = r["p_a"] if r["human_choice"] == "a" else 1.0 - r["p_a"]
         scores.append(1.0 if p_chosen > 0.5 else 0.5 if p_chosen == 0.5 else 0.0)
-    return {"accuracy": _mean(scores), "pairs": len(scores), "dropped_undecided": len(records) - len(scores)}
-
-
-def _mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
+    return {"accuracy": mean_or_none(scores), "pairs": len(scores), "dropped_undecided": len(records) - len(scores)}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -8,8 +8,8 @@ from __future__ import annotations
 from rlaif import pipeline
 from rlaif.artifacts import RunDir
 from rlaif.config import PipelineConfig
-from rlaif.evaluation import stats
 from rlaif.jsonl import read_jsonl
+from rlaif.labelers.annotate import label_position_bias
 from rlaif.pipeline import system_label
 from rlaif.report import plots
 from rlaif.report.render import Doc, fmt
@@ -17,36 +17,25 @@ from rlaif.report.render import Doc, fmt
 UNRELIABLE_FLIP_RATE = 0.5  # a judge that keeps the slot in half the swaps is mostly reading positions
 
 
-def label_position_bias(rows: list[dict]) -> dict:
-    """stats.position_bias over labels.jsonl rows (each with its two `orders`)."""
-    pos: dict[str, list] = {"ab": [], "ba": []}
-    for r in rows:
-        got = {
-            o.get("order"): stats.preferred_position(o.get("p_first"), o.get("p_second")) for o in r.get("orders", [])
-        }
-        pos["ab"].append(got.get("ab"))
-        pos["ba"].append(got.get("ba"))
-    return stats.position_bias(pos["ab"], pos["ba"])
-
-
 def labeler_alignment(rundir: RunDir) -> list[list[str]]:
     """Rows (what, value) of the labeler's agreement with human choices, per human comparison set:
-    label_alignment/metrics.json (one entry per task), and labels/metrics.json when the labeled
-    pairs carried human choices."""
-    sets = dict(rundir.metrics("label_alignment"))
+    label_alignment/metrics.json (one entry per task, with the position bias on that set), and
+    labels/metrics.json when the labeled pairs carried human choices (their position bias is the
+    labeler's own row of the table, so it is not repeated here)."""
+    sets = {task: (m, True) for task, m in rundir.metrics("label_alignment").items()}
     if "alignment_with_humans" in (labels := rundir.metrics("label")):
-        sets["labeled pairs"] = labels
+        sets["labeled pairs"] = (labels, False)
     rows = []
-    for task, m in sets.items():
+    for task, (m, with_bias) in sets.items():
         align = m.get("alignment_with_humans") or {}
         if align.get("accuracy") is None:
             continue
-        bias = m.get("position_bias") or {}
         rows.append(
             [f"agreement with humans ({task}, {align.get('pairs')} pairs; 0.5 = chance)", fmt(align["accuracy"])]
         )
-        if bias.get("same_position_wins_rate") is not None:
-            rows.append([f"same slot when swapped ({task})", fmt(bias["same_position_wins_rate"])])
+        flip = (m.get("position_bias") or {}).get("flip_rate")
+        if with_bias and flip is not None:
+            rows.append([f"verdict flips when the order is swapped ({task})", fmt(flip)])
     return rows
 
 
@@ -125,7 +114,7 @@ def _reliability(doc: Doc, rundir: RunDir, manifest: dict, comparisons: dict, ju
     label_dir = rundir.stage_dir("label")
     if manifest.get("label", {}).get("status") == "done":
         labels = read_jsonl(label_dir / "labels.jsonl") if (label_dir / "labels.jsonl").exists() else []
-        bias = label_position_bias(labels)
+        bias = label_position_bias(labels)  # labels/metrics.json's measure, the judge's too [L05, E03]
         rows += [
             ["AI labeler: verdict flips when the order is swapped", fmt(bias["flip_rate"])],
             ["AI labeler: answers choosing the first slot", fmt(bias["first_rate"])],

@@ -13,9 +13,10 @@ from rlaif import pipeline
 from rlaif.artifacts import RunDir
 from rlaif.config import PipelineConfig, to_yaml
 from rlaif.jsonl import read_jsonl
+from rlaif.labelers.annotate import label_position_bias
 from rlaif.report import plots
 from rlaif.report.render import Doc, fmt
-from rlaif.report.results import label_position_bias, results_section, samples_section
+from rlaif.report.results import results_section, samples_section
 
 
 def build(cfg: PipelineConfig, rundir: RunDir) -> Doc:
