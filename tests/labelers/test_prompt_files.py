@@ -50,6 +50,8 @@ def test_template_renders_the_same_bytes_on_the_local_backend(template_file):
     req = order_ba(label_prompt(LabelConfig(prompt_file=template_file)))
     chat = f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{USER_BA}<|im_end|>\n<|im_start|>assistant\n"
     assert labeler.render(req) == chat + "Thoughts:"
+    # the ids the model reads are those of that text, encoded whole [L10]
+    assert labeler.encode(req).ids == labeler.tokenizer(chat + "Thoughts:", add_special_tokens=False).input_ids
     assert answer_text(labeler.tokenizer, req, " It is.\n") == chat + "Thoughts: It is.\nBest="
     assert req.choices == ("1", "2") and req.answer_instruction == "Reply 1 or 2."
 
