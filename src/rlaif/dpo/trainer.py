@@ -25,7 +25,7 @@ from rlaif.config import ConfigError, PreferenceOptimSettings
 from rlaif.dpo.losses import preference_stats, soft_dpo_loss
 from rlaif.dpo.sequences import EncodedPair, PairScorer, encode_pairs, pack, pair_logprobs
 from rlaif.jsonl import AppendLog, read_jsonl, write_jsonl
-from rlaif.models import save_snapshot_at, snapshot_steps
+from rlaif.models import save_snapshot_at, snapshot_steps, stage_accelerator
 from rlaif.rl import NonFiniteLossError
 from rlaif.rl.checkpoint import checkpoint_dirs, load_checkpoint, save_checkpoint
 from rlaif.rl.trainer import _fused_adam_supported
@@ -321,6 +321,20 @@ class OfflineDPOTrainer:
         return last
 
 
+def load_policy(model_dir: str, tokenizer, settings: PreferenceOptimSettings) -> nn.Module:
+    """The SFT model as the policy to train: all of it, or (settings.lora.enabled) a LoRA adapter on
+    its frozen weights. Seed torch first: the adapter's initialisation must match on every process."""
+    from rlaif.models import load_causal_lm
+    from rlaif.training import apply_lora
+
+    policy = load_causal_lm(model_dir, tokenizer, settings.dtype)
+    policy.config.use_cache = False
+    if settings.lora.enabled:
+        policy.requires_grad_(False)
+        policy = apply_lora(policy, settings.lora, task_type="CAUSAL_LM")
+    return policy
+
+
 @dataclass
 class DPOResult:
     policy: nn.Module
@@ -343,25 +357,17 @@ def train_dpo(
     loads the model (LoRA or full per settings.lora), computes the reference log-probs, trains
     max_steps (else num_epochs x pairs / batch_size) steps, writes its logs into `out_dir`; saves no
     model (the result holds it). `resume`: continue from the newest checkpoint in out_dir/checkpoints."""
-    from accelerate import Accelerator
+    from rlaif.models import load_tokenizer
 
-    from rlaif.models import load_causal_lm, load_tokenizer
-    from rlaif.training import apply_lora
-
-    accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())  # cpu=True: gloo on CPU
+    accelerator = accelerator or stage_accelerator()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = tokenizer or load_tokenizer(model_dir)
     torch.manual_seed(seed)  # LoRA initialisation: the same on every process
-    policy = load_causal_lm(model_dir, tokenizer, settings.dtype)
-    policy.config.use_cache = False
-    reference = None
-    if settings.lora.enabled:
-        policy.requires_grad_(False)
-        policy = apply_lora(policy, settings.lora, task_type="CAUSAL_LM")
-    else:
-        # the reference log-probs are computed before the first step, from the policy itself: no second copy
-        reference = policy
+    policy = load_policy(model_dir, tokenizer, settings)
+    # the reference log-probs are computed before the first step, from the policy itself: no second
+    # copy (LoRA: the adapter switched off)
+    reference = None if settings.lora.enabled else policy
     trainer = OfflineDPOTrainer(policy, tokenizer, pairs, settings, out_dir, seed, accelerator)
     reference_seconds = trainer.load_reference(reference)
     resumed_at = trainer.resume() if resume else None
