@@ -238,6 +238,16 @@ def decoder_layers(model: torch.nn.Module) -> tuple[str, torch.nn.ModuleList]:
     raise ModelLoadError(f"cannot find the transformer blocks of {type(model).__name__} (no `layers` or `h`)")
 
 
+def linear_names(block: torch.nn.Module) -> list[str]:
+    """Names of the linear maps of one decoder block, the targets of LoRA's "all-linear" over a range
+    of layers: nn.Linear (Llama, SmolLM2) and transformers' Conv1D (GPT-2: c_attn, c_proj, c_fc)."""
+    from transformers.pytorch_utils import Conv1D
+
+    return sorted(
+        {name.rsplit(".", 1)[-1] for name, m in block.named_modules() if isinstance(m, (torch.nn.Linear, Conv1D))}
+    )
+
+
 def kv_cache_kwargs(model: torch.nn.Module, cache) -> dict:
     """The keyword that hands a KV cache to `model.forward`: `cache` since transformers 5.x renamed
     it (`past_key_values` still works there, with a deprecation warning, until 5.40), else
