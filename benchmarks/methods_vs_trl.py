@@ -718,9 +718,79 @@ def run_ours(method: str, mode: str, inputs: dict, count: int, out_dir: Path) ->
     per pair, both sequences), for DPO sequence_tokens, and optionally step_seconds (each optimizer
     step's span). The parent adds peak RSS and FLOP/s.
     Raise NotImplementedError (its message is reported) while the method is missing."""
+    if method == "dpo":
+        return run_ours_dpo(mode, inputs, count, out_dir)
     raise NotImplementedError(
         f"our {method} ({OURS_MODE[mode]}) is not written yet: complete run_ours in benchmarks/methods_vs_trl.py"
     )
+
+
+def run_ours_dpo(mode: str, inputs: dict, count: int, out_dir: Path) -> dict:
+    """rlaif.dpo.trainer.train_dpo on the first `count` pairs: hard labels (p = 1), DPO_BATCH pairs per
+    optimizer step in micro-batches of DPO_MICRO_BATCH, reference log-probs computed once before the
+    first step (timed, as TRL's precompute is), full fine-tuning or LoRA on the top half (TRL's
+    layers_to_transform). No truncation (TRL's max_length=None). Our schedule is a warmup then
+    constant (TRL: cosine): the speed does not depend on it."""
+    import shutil
+
+    import torch
+
+    from rlaif.config import DPOConfig, LoraSettings
+    from rlaif.dpo.trainer import train_dpo
+    from rlaif.jsonl import read_complete
+    from rlaif.models import load_tokenizer
+
+    shutil.rmtree(out_dir, ignore_errors=True)  # a fresh run, not a resume
+    pairs = json.loads(Path(inputs["pairs"]).read_text())[:count]
+    rows = [
+        {"id": p["id"], "prompt": p["prompt"], "summary_a": p["chosen"], "summary_b": p["rejected"], "p_a": 1.0}
+        for p in pairs
+    ]
+    lora = LoraSettings(enabled=mode == "lora", r=LORA_R, alpha=LORA_ALPHA, dropout=0.0, frozen_layers=SHARED_LAYERS)
+    settings = DPOConfig(
+        arms=["rlaif"],
+        beta=DPO_BETA,
+        learning_rate=LEARNING_RATE["dpo", mode],
+        warmup_ratio=0.0,
+        adam_eps=ADAM_EPS,
+        weight_decay=0.0,
+        max_grad_norm=MAX_GRAD_NORM,
+        batch_size=DPO_BATCH,
+        micro_batch_size=DPO_MICRO_BATCH,
+        reference_batch_size=DPO_MICRO_BATCH,
+        num_epochs=1.0,
+        max_response_tokens=4096,
+        dtype="float32",
+        lora=lora,
+        save_steps=10**9,
+        snapshots=0,
+    )
+    torch.manual_seed(0)
+    result = train_dpo(inputs["policy"], rows, settings, out_dir, seed=0, tokenizer=load_tokenizer(inputs["policy"]))
+    m = result.metrics
+    done = m["steps"] * DPO_BATCH
+    seconds = m["reference_seconds"] + m["train_seconds"]
+    log = read_complete(out_dir / "metrics.jsonl")
+    sequence_tokens, prompt_tokens = inputs["dpo_sequence_tokens"], inputs["dpo_prompt_tokens"]
+    return {
+        "side": "ours",
+        "method": "dpo",
+        "mode": mode,
+        "unit": "pairs",
+        "count": done,
+        "seconds": seconds,
+        "rate": done / seconds,
+        "phases": {"reference": m["reference_seconds"], "train": m["train_seconds"]},
+        "sequence_tokens": sequence_tokens,
+        "completion_tokens": sequence_tokens - 2 * prompt_tokens,
+        "prompt_tokens": prompt_tokens,
+        "steps": m["steps"],
+        "step_seconds": [row["time/step_s"] for row in log],
+        "final_loss": m["last_step"]["loss/dpo"],
+        "trainable_parameters": sum(p.numel() for p in result.policy.parameters() if p.requires_grad),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
 
 
 if __name__ == "__main__":

@@ -49,6 +49,26 @@ def compute_device() -> torch.device:
     return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
 
 
+def stage_accelerator():
+    """A training stage's Accelerator (rl, dpo, oaif; and their kin) [D50]: its device is where every model, generator and tensor of the
+    run lives (cpu=True gives gloo on a CPU-only machine, or under RLAIF_DEVICE=cpu; under
+    `accelerate launch` each process gets its own GPU), and its mixed precision is the one the launch
+    asked for (ACCELERATE_MIXED_PRECISION, which `accelerate launch --mixed_precision` sets; `no`
+    otherwise). accelerate keeps one state per process and a plain Accelerator() inherits it: in a
+    single-process `rlaif run`, the sft and reward stages' Trainers have set it to their own
+    precision (bf16 when their dtype is bfloat16), so a state of another precision is reset first."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    from rlaif.config.validate import MIXED_PRECISION_ENV
+
+    mixed_precision = os.environ.get(MIXED_PRECISION_ENV, "no").lower()
+    earlier = AcceleratorState._shared_state.get("_mixed_precision")
+    if earlier is not None and earlier != mixed_precision and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        AcceleratorState._reset_state()
+    return Accelerator(cpu=compute_device().type == "cpu", mixed_precision=mixed_precision)
+
+
 def cache_dir() -> Path:
     root = os.environ.get("RLAIF_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "rlaif"
     return Path(root)
@@ -216,6 +236,16 @@ def decoder_layers(model: torch.nn.Module) -> tuple[str, torch.nn.ModuleList]:
         if isinstance(blocks, torch.nn.ModuleList):
             return name, blocks
     raise ModelLoadError(f"cannot find the transformer blocks of {type(model).__name__} (no `layers` or `h`)")
+
+
+def linear_names(block: torch.nn.Module) -> list[str]:
+    """Names of the linear maps of one decoder block, the targets of LoRA's "all-linear" over a range
+    of layers: nn.Linear (Llama, SmolLM2) and transformers' Conv1D (GPT-2: c_attn, c_proj, c_fc)."""
+    from transformers.pytorch_utils import Conv1D
+
+    return sorted(
+        {name.rsplit(".", 1)[-1] for name, m in block.named_modules() if isinstance(m, (torch.nn.Linear, Conv1D))}
+    )
 
 
 def kv_cache_kwargs(model: torch.nn.Module, cache) -> dict:

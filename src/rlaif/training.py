@@ -53,8 +53,22 @@ def apply_lora(model, lora: LoraSettings, task_type: str):
     from peft import LoraConfig, get_peft_model
 
     targets = lora.target_modules[0] if lora.target_modules == ["all-linear"] else lora.target_modules
+    layer_range = {}
+    if lora.frozen_layers > 0:
+        from rlaif.models import decoder_layers, linear_names
+
+        blocks_name, blocks = decoder_layers(model.base_model)
+        if targets == "all-linear":  # peft's shorthand cannot be combined with a layer range
+            targets = linear_names(blocks[0])
+        first = int(lora.frozen_layers * len(blocks))
+        layer_range = {"layers_to_transform": list(range(first, len(blocks))), "layers_pattern": blocks_name}
     config = LoraConfig(
-        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets, task_type=task_type
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=targets,
+        task_type=task_type,
+        **layer_range,
     )
     return get_peft_model(model, config)
 

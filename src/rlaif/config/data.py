@@ -54,6 +54,10 @@ class LoraSettings:
     """Adapter dropout; 0 keeps training deterministic, as RLHF implementations prefer."""
     target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
     """Modules that get adapters; `all-linear` is peft's shorthand for every linear layer but the head."""
+    frozen_layers: float = 0.0
+    """Fraction of the decoder layers, from the bottom, that get no adapter (peft's
+    layers_to_transform): 0.5 adapts the top half only, and the backward pass stops there. RL's lean
+    mode takes this from rl.shared_layers instead."""
 
 
 @dataclass

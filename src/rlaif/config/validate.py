@@ -37,6 +37,10 @@ def validate(cfg: PipelineConfig) -> None:
         _validate_rl(cfg)
     _validate_methods(cfg)
     _validate_evaluate(cfg)
+    for name in ("sft", "reward", "reward_rlhf", "rl", "dpo", "oaif"):
+        lora = getattr(getattr(cfg, name, None), "lora", None)
+        if lora is not None and not 0.0 <= lora.frozen_layers < 1.0:
+            raise ConfigError(f"{name}.lora.frozen_layers: must be in [0, 1), got {lora.frozen_layers}")
 
 
 def _validate_reward(cfg: PipelineConfig, name: str) -> None:

@@ -13,6 +13,7 @@ again [P09]. Writes into `out_dir`: labels.jsonl, metrics.jsonl, samples.jsonl, 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +24,7 @@ from tqdm.auto import tqdm
 from rlaif.artifacts import is_main_process
 from rlaif.config import ConfigError, OAIFConfig
 from rlaif.dpo.sequences import EncodedPair
-from rlaif.dpo.trainer import DPOStep, MicroBatch, append_row, drop_rows_after, step_indices
+from rlaif.dpo.trainer import DPOStep, MicroBatch, step_indices, step_log
 from rlaif.jsonl import AppendLog
 from rlaif.models import encode_left, save_snapshot_at, snapshot_steps
 from rlaif.rl.checkpoint import checkpoint_dirs, load_checkpoint, save_checkpoint
@@ -79,8 +80,6 @@ class OnlineDPOTrainer:
             dirs[-1], self.update.scorer, self.update.optimizer, self.update.scheduler, self.generators,
             self.rank, self.world,
         )  # fmt: skip
-        for name in ("metrics.jsonl", "samples.jsonl"):
-            drop_rows_after(self.out_dir / name, self.step)
         return self.step
 
     # --- 1-2: prompts and samples ---
@@ -145,10 +144,17 @@ class OnlineDPOTrainer:
         end = self.num_steps if max_steps is None else min(self.num_steps, self.step + max_steps)
         bar = tqdm(total=self.num_steps, initial=self.step, desc="oaif", unit="step", disable=not is_main_process())
         last: dict = {}
-        log = AppendLog(self.out_dir / "labels.jsonl") if is_main_process() else None
-        try:
-            if log is not None:
-                log.__enter__()
+        with contextlib.ExitStack() as logs:
+            # labels are kept whatever the step (a resumed run reuses them); metrics and samples of
+            # steps after the checkpoint are redone
+            log, self.metrics_log, self.samples_log = (
+                AppendLog(self.out_dir / "labels.jsonl") if is_main_process() else None,
+                step_log(self.out_dir / "metrics.jsonl", self.step),
+                step_log(self.out_dir / "samples.jsonl", self.step),
+            )
+            for opened in (log, self.metrics_log, self.samples_log):
+                if opened is not None:
+                    logs.enter_context(opened)
             while self.step < end:
                 t0 = time.time()
                 idx = step_indices(len(self.prompts), self.step, s.batch_size, self.rank, self.per_rank, self.seed)
@@ -178,10 +184,7 @@ class OnlineDPOTrainer:
                         self.ckpt_root, self.step, self.update.scorer, self.update.optimizer, self.update.scheduler,
                         self.generators, self.rank, self.world, s.save_total_limit,
                     )  # fmt: skip
-        finally:
-            if log is not None:
-                log.__exit__(None, None, None)
-            bar.close()
+        bar.close()
         return last
 
     def _log(self, row: dict, labeled: list[dict], t0: float, t1: float, t2: float, t3: float) -> dict:
@@ -208,11 +211,10 @@ class OnlineDPOTrainer:
             "time/update_s": t3 - t2,
             "time/prompts_per_second": self.settings.batch_size / (t3 - t0),
         }  # fmt: skip
-        append_row(self.out_dir / "metrics.jsonl", out)
+        self.metrics_log.append(out)
         if self.step % self.settings.sample_steps == 0 or self.step == 1:
             for r in labeled[:2]:
-                append_row(
-                    self.out_dir / "samples.jsonl",
+                self.samples_log.append(
                     {k: r[k] for k in ("step", "id", "prompt", "summary_a", "summary_b", "p_a")},
                 )
         return out

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from transformers import DynamicCache
 
-from rlaif.models import position_ids
+from rlaif.models import kv_cache_kwargs, position_ids
 from rlaif.rl.policy import backbone, hf_model
 
 
@@ -96,8 +96,7 @@ def pair_logprobs(model: nn.Module, batch: PairBatch) -> torch.Tensor:
         input_ids=batch.prompt_ids,
         attention_mask=batch.prompt_mask,
         position_ids=position_ids(batch.prompt_mask),
-        past_key_values=cache,
-        use_cache=True,
+        **kv_cache_kwargs(decoder, cache),
     ).last_hidden_state[:, -1]  # (B, H): the state that predicts each response's first token
     cache.batch_repeat_interleave(2)  # a and b of a pair read the same prompt keys and values
     prompt_mask = batch.prompt_mask.repeat_interleave(2, dim=0)  # (2B, Lp)
@@ -107,8 +106,7 @@ def pair_logprobs(model: nn.Module, batch: PairBatch) -> torch.Tensor:
         input_ids=batch.response_ids,
         attention_mask=torch.cat([prompt_mask, batch.response_mask], dim=1),
         position_ids=positions,
-        past_key_values=cache,
-        use_cache=True,
+        **kv_cache_kwargs(decoder, cache),
     ).last_hidden_state  # (2B, Lr, H): position t predicts response token t + 1
     predictors = torch.cat([prompt.repeat_interleave(2, dim=0).unsqueeze(1), hidden[:, :-1]], dim=1)  # (2B, Lr, H)
     real = batch.response_mask.bool()

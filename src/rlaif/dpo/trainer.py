@@ -11,7 +11,6 @@ of pairs, DDP averages the gradients, and only rank 0 writes. Writes into `out_d
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 import warnings
 from dataclasses import dataclass
@@ -25,8 +24,8 @@ from rlaif.artifacts import barrier, is_main_process
 from rlaif.config import ConfigError, PreferenceOptimSettings
 from rlaif.dpo.losses import preference_stats, soft_dpo_loss
 from rlaif.dpo.sequences import EncodedPair, PairScorer, encode_pairs, pack, pair_logprobs
-from rlaif.jsonl import read_complete, read_jsonl, write_jsonl
-from rlaif.models import save_snapshot_at, snapshot_steps
+from rlaif.jsonl import AppendLog, read_jsonl, write_jsonl
+from rlaif.models import save_snapshot_at, snapshot_steps, stage_accelerator
 from rlaif.rl import NonFiniteLossError
 from rlaif.rl.checkpoint import checkpoint_dirs, load_checkpoint, save_checkpoint
 from rlaif.rl.trainer import _fused_adam_supported
@@ -186,15 +185,10 @@ def _check_finite(loss: torch.Tensor, acc, step: int) -> None:
         )
 
 
-def drop_rows_after(path: Path, step: int) -> None:
-    """Rank 0, on resume: a log's lines written after the checkpoint it resumes from are redone."""
-    if is_main_process() and path.exists():
-        write_jsonl(path, [r for r in read_complete(path) if r["step"] <= step])
-
-
-def append_row(path: Path, row: dict) -> None:
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+def step_log(path: Path, step: int) -> AppendLog | None:
+    """Rank 0's append-only log of per-step rows; the rows of steps after `step` (the checkpoint a run
+    resumes from, 0 for a fresh one) and a half-written last line are dropped, they are redone."""
+    return AppendLog(path, keep=lambda row: row["step"] <= step) if is_main_process() else None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -273,7 +267,6 @@ class OfflineDPOTrainer:
         self.step = load_checkpoint(
             dirs[-1], self.update.scorer, self.update.optimizer, self.update.scheduler, {}, self.rank, self.world
         )
-        drop_rows_after(self.out_dir / "metrics.jsonl", self.step)
         return self.step
 
     def micro_batches(self, step: int) -> list[MicroBatch]:
@@ -298,25 +291,48 @@ class OfflineDPOTrainer:
         end = self.num_steps if max_steps is None else min(self.num_steps, self.step + max_steps)
         bar = tqdm(total=self.num_steps, initial=self.step, desc="dpo", unit="step", disable=not is_main_process())
         last: dict = {}
-        while self.step < end:
-            t0 = time.time()
-            row = self.update.step(self.micro_batches(self.step), self.step)
-            self.step += 1
-            seconds = time.time() - t0
-            last = {"step": self.step, "pairs": self.step * self.settings.batch_size, **row,
-                    "time/step_s": seconds, "time/pairs_per_second": self.settings.batch_size / seconds}  # fmt: skip
-            if is_main_process():
-                append_row(self.out_dir / "metrics.jsonl", last)
-            bar.update(1)
-            bar.set_postfix(loss=f"{last['loss/dpo']:.4f}")
-            save_snapshot_at(self.update.policy, self.out_dir / "trajectory", self.step, self.snapshot_steps)
-            if self.step % self.settings.save_steps == 0 and self.step < self.num_steps:
-                save_checkpoint(
-                    self.ckpt_root, self.step, self.update.scorer, self.update.optimizer, self.update.scheduler, {},
-                    self.rank, self.world, self.settings.save_total_limit,
-                )  # fmt: skip
+        with contextlib.ExitStack() as logs:
+            metrics_log = step_log(self.out_dir / "metrics.jsonl", self.step)
+            if metrics_log is not None:
+                logs.enter_context(metrics_log)
+            while self.step < end:
+                last = self._train_step(metrics_log)
+                bar.update(1)
+                bar.set_postfix(loss=f"{last['loss/dpo']:.4f}")
         bar.close()
         return last
+
+    def _train_step(self, metrics_log: AppendLog | None) -> dict:
+        """One optimizer step: update, log (rank 0), snapshot, checkpoint."""
+        t0 = time.time()
+        row = self.update.step(self.micro_batches(self.step), self.step)
+        self.step += 1
+        seconds = time.time() - t0
+        last = {"step": self.step, "pairs": self.step * self.settings.batch_size, **row,
+                "time/step_s": seconds, "time/pairs_per_second": self.settings.batch_size / seconds}  # fmt: skip
+        if metrics_log is not None:
+            metrics_log.append(last)
+        save_snapshot_at(self.update.policy, self.out_dir / "trajectory", self.step, self.snapshot_steps)
+        if self.step % self.settings.save_steps == 0 and self.step < self.num_steps:
+            save_checkpoint(
+                self.ckpt_root, self.step, self.update.scorer, self.update.optimizer, self.update.scheduler, {},
+                self.rank, self.world, self.settings.save_total_limit,
+            )  # fmt: skip
+        return last
+
+
+def load_policy(model_dir: str, tokenizer, settings: PreferenceOptimSettings) -> nn.Module:
+    """The SFT model as the policy to train: all of it, or (settings.lora.enabled) a LoRA adapter on
+    its frozen weights. Seed torch first: the adapter's initialisation must match on every process."""
+    from rlaif.models import load_causal_lm
+    from rlaif.training import apply_lora
+
+    policy = load_causal_lm(model_dir, tokenizer, settings.dtype)
+    policy.config.use_cache = False
+    if settings.lora.enabled:
+        policy.requires_grad_(False)
+        policy = apply_lora(policy, settings.lora, task_type="CAUSAL_LM")
+    return policy
 
 
 @dataclass
@@ -341,25 +357,17 @@ def train_dpo(
     loads the model (LoRA or full per settings.lora), computes the reference log-probs, trains
     max_steps (else num_epochs x pairs / batch_size) steps, writes its logs into `out_dir`; saves no
     model (the result holds it). `resume`: continue from the newest checkpoint in out_dir/checkpoints."""
-    from accelerate import Accelerator
+    from rlaif.models import load_tokenizer
 
-    from rlaif.models import load_causal_lm, load_tokenizer
-    from rlaif.training import apply_lora
-
-    accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())  # cpu=True: gloo on CPU
+    accelerator = accelerator or stage_accelerator()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = tokenizer or load_tokenizer(model_dir)
     torch.manual_seed(seed)  # LoRA initialisation: the same on every process
-    policy = load_causal_lm(model_dir, tokenizer, settings.dtype)
-    policy.config.use_cache = False
-    reference = None
-    if settings.lora.enabled:
-        policy.requires_grad_(False)
-        policy = apply_lora(policy, settings.lora, task_type="CAUSAL_LM")
-    else:
-        # the reference log-probs are computed before the first step, from the policy itself: no second copy
-        reference = policy
+    policy = load_policy(model_dir, tokenizer, settings)
+    # the reference log-probs are computed before the first step, from the policy itself: no second
+    # copy (LoRA: the adapter switched off)
+    reference = None if settings.lora.enabled else policy
     trainer = OfflineDPOTrainer(policy, tokenizer, pairs, settings, out_dir, seed, accelerator)
     reference_seconds = trainer.load_reference(reference)
     resumed_at = trainer.resume() if resume else None

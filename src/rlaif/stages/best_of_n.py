@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from rlaif.best_of_n.selection import kl_bound, n_ladder, pick
 from rlaif.data import eval_records
 from rlaif.jsonl import AppendLog, write_jsonl
-from rlaif.models import encode_left, load_causal_lm, load_tokenizer
+from rlaif.models import compute_device, encode_left, load_causal_lm, load_tokenizer
 from rlaif.rl.masking import sequence_lengths, truncate_response
 from rlaif.rl.sampling import sample
 from rlaif.stages import StageContext
@@ -30,7 +30,7 @@ def run(ctx: StageContext) -> dict:
 
     cfg, settings = ctx.cfg, ctx.section
     t0 = time.time()
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = compute_device()
     sft_path = str(ctx.artifact("sft", "model"))
     tokenizer = load_tokenizer(sft_path, padding_side="left")
     records = eval_records(cfg, tokenizer, cfg.evaluate.max_posts)

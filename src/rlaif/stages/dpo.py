@@ -12,21 +12,17 @@ from __future__ import annotations
 import shutil
 import time
 
-import torch
-
 from rlaif.artifacts import barrier, is_main_process
 from rlaif.dpo.trainer import train_dpo
 from rlaif.jsonl import read_complete
-from rlaif.models import load_tokenizer, save_model
+from rlaif.models import load_tokenizer, save_model, stage_accelerator
 from rlaif.stages import StageContext
 from rlaif.tracking import log_rows
 
 
 def run(ctx: StageContext) -> dict:
-    from accelerate import Accelerator
-
     cfg, settings, stage = ctx.cfg, ctx.section, ctx.stage.name
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())  # cpu=True: gloo on a CPU-only machine
+    accelerator = stage_accelerator()
     t0 = time.time()
     sft_path = str(ctx.artifact("sft", "model"))
     tokenizer = load_tokenizer(sft_path)

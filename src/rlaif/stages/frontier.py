@@ -19,7 +19,7 @@ from rlaif import pipeline
 from rlaif.data import eval_records
 from rlaif.evaluation.frontier import best_of_n_points, point_summary, sample_with_kl
 from rlaif.jsonl import AppendLog, read_jsonl, write_jsonl
-from rlaif.models import load_causal_lm, load_snapshot, load_tokenizer, snapshot_dirs
+from rlaif.models import compute_device, load_causal_lm, load_snapshot, load_tokenizer, snapshot_dirs
 from rlaif.stages import StageContext
 
 ORIGIN = ("sft", 0)
@@ -48,7 +48,7 @@ def own_and_other(stage: pipeline.Stage, reward_models: list[str]) -> tuple[str 
 def run(ctx: StageContext) -> dict:
     cfg, settings = ctx.cfg, ctx.section
     t0 = time.time()
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = compute_device()
     sft_dir = str(ctx.artifact("sft", "model"))
     tokenizer = load_tokenizer(sft_dir, padding_side="left")
     records = eval_records(cfg, tokenizer, settings.posts)

@@ -21,8 +21,9 @@ from rlaif.artifacts import barrier, is_main_process
 from rlaif.config import PipelineConfig
 from rlaif.data import policy_posts, prompt_records
 from rlaif.dpo.online import Judge, OnlineDPOTrainer
+from rlaif.dpo.trainer import load_policy
 from rlaif.jsonl import read_complete
-from rlaif.models import load_causal_lm, load_tokenizer, save_model
+from rlaif.models import compute_device, load_tokenizer, save_model, stage_accelerator
 from rlaif.stages import StageContext
 from rlaif.tracking import log_rows
 
@@ -78,7 +79,7 @@ def reward_model_judge(rm_path: str, rm_stage: str, batch_size: int) -> Judge:
     from rlaif.reward.model import load_reward_model, score
 
     model, rm_tokenizer = load_reward_model(rm_path)
-    model.to("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(compute_device())
 
     def judge(rows: list[dict]) -> list[dict]:
         prompts = [r["prompt"] for r in rows]
@@ -99,12 +100,9 @@ def reward_model_judge(rm_path: str, rm_stage: str, batch_size: int) -> Judge:
 
 
 def run(ctx: StageContext) -> dict:
-    from accelerate import Accelerator
-
-    from rlaif.training import apply_lora
 
     cfg, settings, stage = ctx.cfg, ctx.section, ctx.stage.name
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())  # cpu=True: gloo on a CPU-only machine
+    accelerator = stage_accelerator()
     t0 = time.time()
     sft_path = str(ctx.artifact("sft", "model"))
     tokenizer = load_tokenizer(sft_path)
@@ -118,14 +116,9 @@ def run(ctx: StageContext) -> dict:
                 str(ctx.artifact(ctx.stage.reward, "model")), ctx.stage.reward, settings.micro_batch_size
             )
     torch.manual_seed(cfg.seed)  # LoRA initialisation: the same on every process
-    policy = load_causal_lm(sft_path, tokenizer, settings.dtype)
-    policy.config.use_cache = False
-    reference = None
-    if settings.lora.enabled:
-        policy.requires_grad_(False)
-        policy = apply_lora(policy, settings.lora, task_type="CAUSAL_LM")
-    else:
-        reference = copy.deepcopy(policy).eval().requires_grad_(False)  # the frozen SFT policy
+    policy = load_policy(sft_path, tokenizer, settings)
+    # the frozen SFT policy: a copy for full fine-tuning, the adapter switched off for LoRA
+    reference = None if settings.lora.enabled else copy.deepcopy(policy).eval().requires_grad_(False)
     trainer = OnlineDPOTrainer(policy, reference, tokenizer, prompts, settings, judge, ctx.dir, cfg.seed, accelerator)
     resumed_at = trainer.resume() if ctx.resumed else None
     if resumed_at is not None and is_main_process():

@@ -10,7 +10,6 @@ newest). The models come from rlaif.rl.build, the PPO itself is rlaif.rl.
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 
@@ -18,10 +17,9 @@ import torch
 
 from rlaif.artifacts import barrier, is_main_process
 from rlaif.config import PipelineConfig
-from rlaif.config.validate import MIXED_PRECISION_ENV
 from rlaif.data import eval_records, policy_posts, prompt_records
 from rlaif.jsonl import read_complete, write_jsonl
-from rlaif.models import compute_device, load_tokenizer
+from rlaif.models import load_tokenizer, stage_accelerator
 from rlaif.pipeline import uses_direct_reward
 from rlaif.rl.build import build_rl_models
 from rlaif.rl.heldout import heldout_kl, heldout_summaries
@@ -40,27 +38,9 @@ def rl_prompts(cfg: PipelineConfig, tokenizer) -> list[dict]:
     ]
 
 
-def rl_accelerator():
-    """The stage's Accelerator [D50]: its device is where every model, generator and tensor of the
-    run lives (cpu=True gives gloo on a CPU-only machine, or under RLAIF_DEVICE=cpu; under
-    `accelerate launch` each process gets its own GPU), and its mixed precision is the one the launch
-    asked for (ACCELERATE_MIXED_PRECISION, which `accelerate launch --mixed_precision` sets; `no`
-    otherwise). accelerate keeps one state per process and a plain Accelerator() inherits it: in a
-    single-process `rlaif run`, the sft and reward stages' Trainers have set it to their own
-    precision (bf16 when their dtype is bfloat16), so a state of another precision is reset first."""
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
-
-    mixed_precision = os.environ.get(MIXED_PRECISION_ENV, "no").lower()
-    earlier = AcceleratorState._shared_state.get("_mixed_precision")
-    if earlier is not None and earlier != mixed_precision and int(os.environ.get("WORLD_SIZE", "1")) == 1:
-        AcceleratorState._reset_state()
-    return Accelerator(cpu=compute_device().type == "cpu", mixed_precision=mixed_precision)
-
-
 def run(ctx: StageContext) -> dict:
     cfg, settings, stage = ctx.cfg, ctx.section, ctx.stage.name
-    accelerator = rl_accelerator()
+    accelerator = stage_accelerator()
     t0 = time.time()
     sft_dir = str(ctx.artifact("sft", "model"))
     tokenizer = load_tokenizer(sft_dir, padding_side="left")
