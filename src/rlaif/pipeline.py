@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from rlaif.config import DatasetConfig, PipelineConfig
@@ -41,6 +41,9 @@ class Stage:
     """Stages whose artifacts this one reads; their identity goes into its fingerprint."""
     data: Callable[[PipelineConfig, Stage], list[DatasetConfig]] | None = None
     """Data files this stage reads (hashed by content into the fingerprint)."""
+    settings: Callable[[PipelineConfig, Stage], dict[str, Any]] | None = None
+    """Settings outside its own section that the stage reads (e.g. the `human` split), hashed into
+    its fingerprint, so changing them reruns it."""
     command: str = ""
     """CLI command; "" = the name. Arm twins share one command (`--arm`)."""
     flag: str | None = None
@@ -86,6 +89,9 @@ class Stage:
     def data_of(self, cfg: PipelineConfig) -> list[DatasetConfig]:
         return list(self.data(cfg, self)) if self.data is not None else []
 
+    def settings_of(self, cfg: PipelineConfig) -> dict[str, Any]:
+        return self.settings(cfg, self) if self.settings is not None else {}
+
     @property
     def writes_summaries(self) -> bool:
         """A policy that writes its own summaries of the evaluation posts instead of a model to decode."""
@@ -108,7 +114,20 @@ def _label_files(cfg: PipelineConfig) -> list[DatasetConfig]:
 
 
 def _alignment_data(cfg: PipelineConfig, stage: Stage) -> list[DatasetConfig]:
-    return list(cfg.label.alignment_summarize) + list(cfg.label.alignment_dialogue) + _label_files(cfg)
+    sets = list(cfg.label.alignment_summarize) + list(cfg.label.alignment_dialogue) + list(cfg.human.comparisons)
+    return sets + _label_files(cfg)
+
+
+def _human_settings(cfg: PipelineConfig, stage: Stage) -> dict[str, Any]:
+    """The human split and how its prompts are cut: every stage measured on the held-out part reads
+    them, and the reward stages train on the rest [H02]."""
+    if not cfg.human.comparisons:
+        return {}
+    return {"human": cfg.human, "max_prompt_tokens": cfg.data.max_prompt_tokens, "prompt_tokenizer": cfg.sft.model}
+
+
+def _measures_people(cfg: PipelineConfig) -> bool:
+    return bool(cfg.label.alignment_summarize or cfg.label.alignment_dialogue or cfg.human.comparisons)
 
 
 def _reward_upstream(cfg: PipelineConfig, stage: Stage) -> tuple[str, ...]:
@@ -124,6 +143,7 @@ def _reward_upstream(cfg: PipelineConfig, stage: Stage) -> tuple[str, ...]:
 def _reward_data(cfg: PipelineConfig, stage: Stage) -> list[DatasetConfig]:
     settings = _section(cfg, stage)
     sources = list(settings.comparisons) if settings.source == "human" else []
+    sources += cfg.human.comparisons  # the held-out part is measured; the rest may be trained on
     if settings.source == "reference_preferred" or settings.normalize:
         sources += cfg.data.reference_posts
     return sources + list(settings.eval_comparisons)
@@ -181,16 +201,16 @@ STAGES: list[Stage] = [
     Stage(
         "label_alignment", "rlaif.stages.label_alignment", "label", "label_alignment",
         "judge the human comparison sets in label.alignment_* and report agreement; labels no pairs",
-        data=_alignment_data, command="label", flag="eval-alignment", single_process=True,
-        label="labeler alignment with human comparisons",
-        when=lambda cfg: bool(cfg.label.alignment_summarize or cfg.label.alignment_dialogue),
-        when_unmet="label.alignment_summarize and label.alignment_dialogue are both empty; "
+        data=_alignment_data, settings=_human_settings, command="label", flag="eval-alignment",
+        single_process=True, label="labeler alignment with human comparisons", when=_measures_people,
+        when_unmet="human.comparisons, label.alignment_summarize and label.alignment_dialogue are all empty; "
         "list human comparison files there to use --eval-alignment",
     ),
     Stage(
         "reward", "rlaif.stages.reward", "reward", "reward",
         "reward model on AI preference labels (RLAIF arm)",
-        artifacts=("model", "adapter"), upstream=_reward_upstream, data=_reward_data, arm="rlaif",
+        artifacts=("model", "adapter"), upstream=_reward_upstream, data=_reward_data, settings=_human_settings,
+        arm="rlaif",
         role="reward_model", report="reward",
         options=(("eval-only", "score the saved reward model on the section's eval_comparisons; trains nothing"),),
     ),
@@ -203,7 +223,8 @@ STAGES: list[Stage] = [
     Stage(
         "reward_rlhf", "rlaif.stages.reward", "reward_rlhf", "reward_rlhf",
         "reward model on human comparisons or reference-preferred pairs (RLHF arm)",
-        artifacts=("model", "adapter"), upstream=_reward_upstream, data=_reward_data, command="reward", arm="rlhf",
+        artifacts=("model", "adapter"), upstream=_reward_upstream, data=_reward_data, settings=_human_settings,
+        command="reward", arm="rlhf",
         role="reward_model", report="reward",
         options=(("eval-only", "score the saved reward model on the section's eval_comparisons; trains nothing"),),
     ),

@@ -1,7 +1,8 @@
 """One module per stage, each with `run(ctx: StageContext) -> dict` (the stage's metrics).
 
 `run_stage` owns the bookkeeping every stage shares: it computes the stage's fingerprint once (its
-config section, the identity of its upstream stages, the content of its data files; see
+config section, the identity of its upstream stages, the content of its data files, the settings
+of other sections it reads; see
 rlaif.artifacts), skips a stage whose finished outputs match it, marks it running (wiping stale
 partial outputs, keeping a resumable one), hands the stage a `StageContext`, writes its metrics and
 marks it done, or failed with the error. What a stage reads and writes is declared in rlaif.pipeline.
@@ -65,7 +66,7 @@ def run_stage(stage: Stage, cfg: PipelineConfig, force: bool = False, **options)
         return True
     section = getattr(cfg, stage.section) if stage.section else None
     upstream = stage.upstream_of(cfg)
-    fingerprint = rundir.fingerprint(stage.name, section, upstream, stage.data_of(cfg))
+    fingerprint = rundir.fingerprint(stage.name, section, upstream, stage.data_of(cfg), stage.settings_of(cfg))
     if not force and rundir.is_fresh(stage.name, fingerprint):
         print(
             f"[rlaif] {stage.name}: up to date in {rundir.stage_dir(stage.name)}, skipped (--force reruns it)",
