@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -53,8 +54,10 @@ def ensure_trl_venv() -> Path:
     return python
 
 
-def prepare() -> dict:
-    """The shared inputs, written once under .bench/: tokenizer, reward model, prompts."""
+def shared_inputs() -> dict:
+    """The inputs every benchmark here shares, written once under .bench/: the policy's tokenizer,
+    the reward model (SmolLM2-135M with a fresh scalar head, seed 0) and the prompts (N_PROMPTS
+    real posts cut to PROMPT_TOKENS). benchmarks/methods_vs_trl.py reads the same files."""
     from rlaif.config import DatasetConfig
     from rlaif.data import build_prompt, load_posts
     from rlaif.models import embedded_folder, load_tokenizer
@@ -73,9 +76,6 @@ def prepare() -> dict:
         posts, _ = load_posts([DatasetConfig(path=str(POSTS), limit=N_PROMPTS)])
         prompts = [{"id": p["id"], "prompt": build_prompt(tokenizer, p, PROMPT_TOKENS)} for p in posts]
         prompts_path.write_text(json.dumps(prompts))
-    trl_models = {
-        name: _trl_copy(src, BENCH / "trl-models" / name) for name, src in (("policy", policy), ("rm", str(rm_dir)))
-    }
     prompts = json.loads(prompts_path.read_text())
     lengths = [len(tokenizer(p["prompt"], add_special_tokens=False).input_ids) for p in prompts]
     return {
@@ -83,10 +83,30 @@ def prepare() -> dict:
         "tokenizer": str(tok_dir),
         "rm": str(rm_dir),
         "prompts": str(prompts_path),
-        "trl_policy": trl_models["policy"],
-        "trl_rm": trl_models["rm"],
         "mean_prompt_tokens": sum(lengths) / len(lengths),
     }
+
+
+def parameter_counts(policy: str) -> tuple[int, int]:
+    """(body, head) parameter counts of the policy; the head is the tied embedding matrix, used as
+    the vocabulary projection."""
+    from safetensors import safe_open
+
+    with safe_open(str(Path(policy) / "model.safetensors"), "pt") as f:
+        shapes = {k: f.get_slice(k).get_shape() for k in f.keys()}  # noqa: SIM118 (safe_open is not a mapping)
+    n_total = sum(math.prod(s) for s in shapes.values())
+    n_head = math.prod(shapes["model.embed_tokens.weight"])
+    return n_total - n_head, n_head
+
+
+def prepare() -> dict:
+    """The shared inputs plus the model folders as transformers 4.48 (TRL 0.13's venv) reads them."""
+    inputs = shared_inputs()
+    trl_models = {
+        name: _trl_copy(src, BENCH / "trl-models" / name)
+        for name, src in (("policy", inputs["policy"]), ("rm", inputs["rm"]))
+    }
+    return {**inputs, "trl_policy": trl_models["policy"], "trl_rm": trl_models["rm"]}
 
 
 def _trl_copy(src: str, dst: Path) -> str:
@@ -183,13 +203,7 @@ def main() -> None:
     trl_python = ensure_trl_venv() if "trl013" in impls else None
     inputs = prepare()
     peak = matmul_flops()
-    from safetensors import safe_open
-
-    with safe_open(str(Path(inputs["policy"]) / "model.safetensors"), "pt") as f:
-        shapes = {k: f.get_slice(k).get_shape() for k in f.keys()}  # noqa: SIM118 (safe_open is not a mapping)
-    n_total = sum(int(__import__("math").prod(s)) for s in shapes.values())
-    n_head = int(__import__("math").prod(shapes["model.embed_tokens.weight"]))
-    n_body = n_total - n_head
+    n_body, n_head = parameter_counts(inputs["policy"])
     print(
         f"[bench] fp32 matmul: {peak / 1e9:.1f} GFLOP/s; prompts: {N_PROMPTS} posts, mean {inputs['mean_prompt_tokens']:.0f} tokens; "
         f"model: {n_body / 1e6:.1f}M body + {n_head / 1e6:.1f}M tied head parameters",
@@ -343,9 +357,7 @@ def run_ours(mode: str, inputs: dict, prompts: list[dict], episodes: int, out_di
 
     from rlaif.config import LoraSettings, PPOSettings, RLConfig
     from rlaif.models import load_tokenizer
-    from rlaif.reward.model import load_reward_model
-    from rlaif.rl.policy import load_models
-    from rlaif.rl.rewards import RewardModelReward
+    from rlaif.rl.build import build_rl_models
     from rlaif.rl.trainer import PPOTrainer
 
     accelerator = Accelerator(cpu=True)
@@ -373,12 +385,8 @@ def run_ours(mode: str, inputs: dict, prompts: list[dict], episodes: int, out_di
         ppo=ppo,
     )
     tokenizer = load_tokenizer(inputs["policy"], padding_side="left")  # the same ids and pad as .bench/tokenizer
-    rm, rm_tokenizer = load_reward_model(inputs["rm"])
-    rm.requires_grad_(False)
     torch.manual_seed(0)
-    models = load_models(
-        rl, inputs["policy"], tokenizer, RewardModelReward(rm, rm_tokenizer, tokenizer, BATCH), rm, inputs["rm"]
-    )
+    models = build_rl_models(rl, inputs["policy"], inputs["rm"], None, tokenizer, accelerator)
     trainer = PPOTrainer(models, tokenizer, prompts, rl, out_dir, seed=0, accelerator=accelerator)
     t = time.time()
     trainer.train()

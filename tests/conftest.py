@@ -17,6 +17,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+
+def pytest_sessionstart(session):
+    """RLAIF_DEVICE=cuda (scripts/gpu_check.sh) puts every stage on the GPU: without one, stop at once
+    rather than test the CPU under the GPU's name."""
+    if os.environ.get("RLAIF_DEVICE"):
+        from rlaif.models import compute_device
+
+        print(f"rlaif stages compute on {compute_device()} (RLAIF_DEVICE={os.environ['RLAIF_DEVICE']})")
+
+
 needs_shared_data = pytest.mark.skipif(
     not (SHARED_DATA / "tldr").is_dir(),
     reason=f"real data folder {SHARED_DATA} is absent (it sits beside the repository as ../shared/data)",

@@ -10,15 +10,13 @@ finished and must declare the artifact in the registry (rlaif.pipeline), so the 
 are visible in one place.
 
 A stage's *fingerprint* hashes its own config section, the fingerprint and run_id (new at every
-finish) of each stage it reads, the data files it reads, and the settings of other sections it
-reads. `rlaif run` skips a stage whose fingerprint matches a finished entry whose recorded outputs
-are all still on disk; anything else (a changed setting, a rerun upstream stage, a deleted output)
-makes it stale.
+finish) of each stage it reads, and the data files it reads. `rlaif run` skips a stage whose
+fingerprint matches a finished entry whose recorded outputs are all still on disk; anything else
+(a changed setting, a rerun upstream stage, a deleted output) makes it stale.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -30,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from rlaif import pipeline
-from rlaif.config import DatasetConfig, PipelineConfig, section_hash, to_dict, to_yaml
+from rlaif.config import DatasetConfig, PipelineConfig, section_hash, to_yaml
 
 
 class StageInputError(RuntimeError):
@@ -45,11 +43,12 @@ def is_main_process() -> bool:
 def barrier() -> None:
     """Wait for every process of a multi-process launch (no-op in a single process)."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        import torch
         from accelerate import PartialState
 
+        from rlaif.models import compute_device
+
         # cpu=True on a CPU-only machine: otherwise accelerate sees no GPU and no distributed run
-        PartialState(cpu=not torch.cuda.is_available()).wait_for_everyone()
+        PartialState(cpu=compute_device().type == "cpu").wait_for_everyone()
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -130,15 +129,7 @@ class RunDir:
         return path
 
     # --- fingerprints ---
-    def fingerprint(
-        self,
-        stage: str,
-        section: Any,
-        upstream: tuple[str, ...],
-        data: list[DatasetConfig],
-        settings: dict[str, Any] | None = None,
-    ) -> str:
-        """`settings`: values outside the stage's own section that it reads (rlaif.pipeline.Stage.settings)."""
+    def fingerprint(self, stage: str, section: Any, upstream: tuple[str, ...], data: list[DatasetConfig]) -> str:
         parts = {
             "stage": stage,
             "config": section_hash(section),
@@ -148,12 +139,6 @@ class RunDir:
             "upstream": {name: _identity(self.require(name, stage)) for name in upstream},
             "data": [dataset_fingerprint(ds) for ds in data],
         }
-        if settings:  # absent rather than empty, so a stage that reads none keeps its fingerprint
-            parts["settings"] = json.dumps(
-                {k: to_dict(v) if dataclasses.is_dataclass(v) else v for k, v in settings.items()},
-                sort_keys=True,
-                default=str,
-            )
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
     def require(self, upstream: str, by: str) -> dict:

@@ -8,8 +8,10 @@ options become flags of its command.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
+import typing
 
 from rlaif import pipeline
 from rlaif.artifacts import StageInputError
@@ -34,13 +36,19 @@ USER_ERRORS = (
 def stage_help(stage: pipeline.Stage) -> str:
     if stage.section is None:
         return "This stage has no settings of its own."
-    section_cls = PipelineConfig.__dataclass_fields__[stage.section].default_factory
+    section_cls = section_class(stage.section)
     lines = [f"Fields of section `{stage.section}` (override with --set {stage.section}.FIELD=VALUE):"]
-    lines += describe(type(section_cls()), f"{stage.section}.")
+    lines += describe(section_cls, f"{stage.section}.")
     lines += ["", "Shared fields of section `data`:"] + describe(DataConfig, "data.")
     if any(s.settings is not None for s in pipeline.commands()[stage.cli]):  # stages measured against people
         lines += ["", "Shared fields of section `human`:"] + describe(HumanComparisonsConfig, "human.")
     return "\n".join(lines)
+
+
+def section_class(name: str) -> type:
+    """The dataclass of a PipelineConfig section, also for a section that defaults to None (dpo)."""
+    hint = typing.get_type_hints(PipelineConfig)[name]
+    return next(t for t in (hint, *typing.get_args(hint)) if dataclasses.is_dataclass(t))
 
 
 def _option_dest(flag: str) -> str:

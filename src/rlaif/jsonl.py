@@ -1,15 +1,17 @@
-"""Append-only JSONL caches that survive a kill at any point.
+"""Append-only JSONL caches and logs that survive a kill at any point.
 
-A killed process can leave half a line at the end of a file. `open_append_log` cuts that partial
-tail before reopening the file for appends, so the next row never lands glued onto it, and returns
-the rows already complete; a resumed stage skips their keys and writes only what is missing.
+A killed process can leave half a line at the end of a file. `AppendLog` cuts that partial tail
+before reopening the file for appends, so the next row never lands glued onto it, and returns the
+rows already complete; a resumed stage skips their keys and writes only what is missing. A log that
+must end where a resumed run restarts (the RL stage's per-step logs, cut back to its checkpoint)
+passes `keep`, and the rows it rejects are dropped from the file too.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 
@@ -61,17 +63,25 @@ def _complete_rows(path: Path) -> tuple[list[dict], int]:
 
 
 class AppendLog:
-    """`with AppendLog(path) as log:` -> `log.rows` (done so far), `log.append(row)` (flushed at once)."""
+    """`with AppendLog(path) as log:` -> `log.rows` (done so far), `log.append(row)` (flushed at once).
 
-    def __init__(self, path: Path):
+    `keep(row)`, when given, decides which complete rows of an earlier run stay: the others are
+    removed from the file (rewritten through a temp file and a rename) before appending resumes."""
+
+    def __init__(self, path: Path, keep: Callable[[dict], bool] | None = None):
         self.path = Path(path)
+        self.keep = keep
         self.rows: list[dict] = []
 
     def __enter__(self) -> AppendLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists():
             self.rows, end = _complete_rows(self.path)
-            if end < self.path.stat().st_size:
+            kept = [row for row in self.rows if self.keep(row)] if self.keep is not None else self.rows
+            if len(kept) < len(self.rows):
+                self.rows = kept
+                write_jsonl(self.path, kept)
+            elif end < self.path.stat().st_size:
                 os.truncate(self.path, end)
         self._fh = open(self.path, "a", encoding="utf-8")
         return self

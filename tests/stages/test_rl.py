@@ -18,8 +18,11 @@ from transformers import AutoModelForCausalLM
 
 from rlaif.cli import main
 from rlaif.config import load_config
+from rlaif.labelers.rating import rescale
+from tests.labelers.fake_openai_server import AFTER_ONE, RATING_OTHER, FakeOpenAIServer
+from tests.labelers.test_rating import expected_probs
 
-from .rl_upstream import make_upstream
+from .rl_upstream import make_upstream, stage_device_type
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO.parent / "shared" / "data" / "tldr" / "sff_validation_posts_250.jsonl"
@@ -106,6 +109,8 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
 def test_two_processes_save_once(tmp_path):
     if shutil.which("accelerate", path=str(Path(sys.executable).parent)) is None:
         pytest.skip("accelerate launcher not installed")
+    if stage_device_type() == "cuda" and torch.cuda.device_count() < 2:
+        pytest.skip("two processes on CUDA need two GPUs (each process takes cuda:LOCAL_RANK)")
     sets = setup_run(
         tmp_path, "rl.heldout_posts=2", "data.eval=[{path: ../shared/data/tldr/openai_tldr_30.jsonl, split: test}]"
     )
@@ -153,6 +158,28 @@ def test_direct_reward_needs_no_reward_model(tmp_path):
     assert json.loads((run / "manifest.json").read_text())["stages"]["rl"]["upstream"] == ["sft"]
     rows = metric_rows(run)
     assert len(rows) == 2 and all(-1.0 <= r["objective/raw_scores"] <= 1.0 for r in rows)
+
+
+def test_direct_reward_on_the_openai_api_backend(tmp_path):
+    """d-RLAIF with an HTTP labeler: the test server rates every response as a digit-by-digit model
+    would (tests/labelers/fake_openai_server.py), so each rating takes two requests (the answer,
+    then what follows `1`) and every score is the hand-computed one."""
+    with FakeOpenAIServer() as server:
+        labeler = f"{{backend: openai_api, model: judge-model, api: {{base_url: '{server.base_url}', endpoint: completions}}}}"
+        sets = setup_run(
+            tmp_path,
+            "rl.reward_source=direct",
+            "rl.total_episodes=8",
+            "rl.heldout_posts=0",
+            f"rl.direct_labeler={labeler}",
+            reward_stages=(),
+        )
+        assert main(["rl", CONFIG, *sets]) == 0
+    rows = metric_rows(tmp_path / "run")
+    score = rescale(torch.tensor([expected_probs(RATING_OTHER, AFTER_ONE)])).item()  # -0.6: no response says GOOD
+    assert len(rows) == 2 and all(r["objective/raw_scores"] == pytest.approx(score) for r in rows)
+    prompts = [q["body"]["prompt"] for q in server.requests]
+    assert len(prompts) == 16 and sum(p.endswith("Rating: 1") for p in prompts) == 8
 
 
 def test_rl_prompts_are_the_pool_after_the_pairs_posts():

@@ -25,6 +25,16 @@ def test_append_log_resumes_after_a_kill_mid_line(tmp_path):
     assert [r["id"] for r in read_jsonl(path)] == ["a", "b", "c"]
 
 
+def test_append_log_keeps_only_the_rows_a_resumed_run_keeps(tmp_path):
+    """The RL stage's per-step logs, reopened after a resume from the checkpoint of step 2 [D44]."""
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1}\n{"step": 2}\n{"step": 3}\n{"step": 4, "lo')  # killed during step 4's line
+    with AppendLog(path, keep=lambda row: row["step"] <= 2) as log:
+        assert [r["step"] for r in log.rows] == [1, 2]
+        log.append({"step": 3})
+    assert [r["step"] for r in read_jsonl(path)] == [1, 2, 3]
+
+
 def test_append_log_names_a_corrupt_line(tmp_path):
     path = tmp_path / "cache.jsonl"
     path.write_text('{"id": "a"}\nnot json\n{"id": "b"}\n')

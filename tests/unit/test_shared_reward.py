@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import torch
+from accelerate import Accelerator
 
 from rlaif.config import LoraSettings, RLConfig
 from rlaif.models import embedded_folder, load_tokenizer
 from rlaif.reward.model import build_reward_model
-from rlaif.rl.policy import load_models
+from rlaif.rl.build import build_rl_models
 from rlaif.rl.rewards import RewardModelReward, SharedBaseReward, shared_base_adapter
 from rlaif.training import apply_lora
 
@@ -36,15 +37,16 @@ def test_rm_adapter_on_the_policy_base_scores_like_the_merged_rm(tmp_path):
     assert adapter == tmp_path / "reward" / "adapter"
     assert shared_base_adapter(str(tmp_path / "reward" / "model"), str(tmp_path)) is None  # another base
 
-    rl = RLConfig(mode="lean", lora=LoraSettings(enabled=True, r=8))
+    rl = RLConfig(mode="lean", lora=LoraSettings(enabled=True, r=8), forward_batch_size=1)
     torch.manual_seed(0)
-    models = load_models(rl, sft, tokenizer, None, None, None)
+    models = build_rl_models(rl, sft, str(tmp_path / "reward" / "model"), None, tokenizer, Accelerator(cpu=True))
     policy = models.trainable.policy
     with torch.no_grad():  # a policy adapter that is not the identity either
         for name, p in policy.named_parameters():
-            if "lora_B" in name:
+            if "lora_B" in name and f".{policy.active_adapter}." in name:
                 p.normal_(0, 0.5)
-    shared = SharedBaseReward(policy, adapter, merged.config, batch_size=1)
+    shared = models.reward  # the builder found adapter/ beside the RM and made it a second adapter
+    assert isinstance(shared, SharedBaseReward)
     batch = tokenizer(PROMPTS, return_tensors="pt", padding=True, add_special_tokens=False)
     qr, mask = batch.input_ids, batch.attention_mask
     last = torch.full((2,), qr.size(1) - 1)

@@ -7,7 +7,7 @@ dataclasses below, checking every key and type. Errors name the field by its dot
 
 Layout: base.py (ConfigError, YAML -> dataclass building, overrides, hashing, help), data.py
 (data sources, LoRA, the `data` and `human` sections), sft.py (sft, pairs), label.py (labeler, label), reward.py,
-rl.py (rl + PPO), evaluate.py (evaluate, report), pipeline.py (PipelineConfig, load_config) and
+rl.py (rl + PPO), methods.py (dpo, oaif, best_of_n), evaluate.py (evaluate, report), pipeline.py (PipelineConfig, load_config) and
 validate.py (cross-field and file checks). Import from `rlaif.config`; the modules are layout.
 """
 
@@ -22,8 +22,9 @@ from rlaif.config.base import (
     to_dict,
 )
 from rlaif.config.data import LOCAL_DATA_SUFFIXES, DataConfig, DatasetConfig, HumanComparisonsConfig, LoraSettings
-from rlaif.config.evaluate import EvaluateConfig, ReportConfig
+from rlaif.config.evaluate import EvaluateConfig, FrontierConfig, ReportConfig
 from rlaif.config.label import LabelConfig, LabelerSettings, OpenAIApiSettings
+from rlaif.config.methods import BestOfNConfig, DPOConfig, OAIFConfig, PreferenceOptimSettings
 from rlaif.config.pipeline import LoggingConfig, PipelineConfig, load_config, to_yaml
 from rlaif.config.reward import RewardConfig
 from rlaif.config.rl import PPOSettings, RLConfig
@@ -31,12 +32,17 @@ from rlaif.config.sft import PairsConfig, SFTConfig
 from rlaif.config.validate import validate
 
 __all__ = [
+    "BestOfNConfig",
+    "DPOConfig",
+    "OAIFConfig",
+    "PreferenceOptimSettings",
     "EMBEDDED_MODELS",
     "LOCAL_DATA_SUFFIXES",
     "ConfigError",
     "DataConfig",
     "DatasetConfig",
     "EvaluateConfig",
+    "FrontierConfig",
     "HumanComparisonsConfig",
     "LabelConfig",
     "LabelerSettings",

@@ -145,7 +145,8 @@ def to_dict(obj: Any) -> Any:
 
 def section_hash(section: Any) -> str:
     """Stable hash of one config section, for the manifest's freshness checks."""
-    blob = json.dumps(to_dict(section) if section is not None else None, sort_keys=True, default=str)
+    plain = to_dict(section) if dataclasses.is_dataclass(section) else section  # a dict: section + what it reads
+    blob = json.dumps(plain, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

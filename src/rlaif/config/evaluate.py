@@ -54,6 +54,30 @@ class EvaluateConfig:
 
 
 @dataclass
+class FrontierConfig:
+    """Stage `frontier`: the KL-reward frontier of every method (Gao et al. 2022, arXiv 2210.10760). Each
+    policy stage that saved snapshots during training (its trajectory/) is sampled at each of them on
+    held-out posts; the KL to SFT is plotted against the mean score of its own arm's reward model and
+    of the other arm's, with best-of-n's curve over n beside them. [F01]-[F03]"""
+
+    posts: int = 32
+    """The first N posts of data.eval (the same for every point)."""
+    temperature: float = 1.0
+    """Sampling temperature of the frontier samples; 1.0 measures the KL between the models themselves
+    (what best-of-n's bound is about), whatever temperature a method trained at."""
+    max_new_tokens: int = 53
+    """Token cap of each sample (the RL response length of Huang et al. 2024)."""
+    batch_size: int = 16
+    """Posts per sampling batch."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Weights dtype of the policies and reward models while sampling and scoring."""
+    best_of_n: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])
+    """n of the best-of-n curve's points (each at most the best_of_n stage's n)."""
+    bootstrap_samples: int = 1000
+    """Bootstrap resamples of the posts for the 95% intervals of each point."""
+
+
+@dataclass
 class ReportConfig:
     """Stage `report`: report/report.html (self-contained) and report/report.md from every stage's outputs."""
 

@@ -13,8 +13,9 @@ import yaml
 # resolves the field annotations in this module's namespace.
 from rlaif.config.base import ConfigError, apply_override, from_dict, to_dict
 from rlaif.config.data import DataConfig, HumanComparisonsConfig
-from rlaif.config.evaluate import EvaluateConfig, ReportConfig
+from rlaif.config.evaluate import EvaluateConfig, FrontierConfig, ReportConfig
 from rlaif.config.label import LabelConfig
+from rlaif.config.methods import BestOfNConfig, DPOConfig, OAIFConfig
 from rlaif.config.reward import RewardConfig
 from rlaif.config.rl import RLConfig
 from rlaif.config.sft import PairsConfig, SFTConfig
@@ -58,8 +59,16 @@ class PipelineConfig:
     """Stage reward_rlhf: the RLHF arm's reward model (source human or reference_preferred); None = no RLHF arm."""
     rl: RLConfig | None = field(default_factory=RLConfig)
     """Stages rl and rl_rlhf: PPO against each arm's reward; None = no RL."""
+    dpo: DPOConfig | None = None
+    """Stages dpo and dpo_rlhf: offline DPO on the AI soft labels / human comparisons; None = off."""
+    oaif: OAIFConfig | None = None
+    """Stages oaif and oaif_rlhf: online DPO on pairs from the current policy, judged as they come; None = off."""
+    best_of_n: BestOfNConfig | None = None
+    """Stages best_of_n and best_of_n_rlhf: n SFT samples per evaluation post, the arm's RM picks; None = off."""
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     """Stage evaluate: judged win rates, reward-model scores, lengths and ROUGE-L on data.eval."""
+    frontier: FrontierConfig | None = None
+    """Stage frontier: KL to SFT against reward along every method's training; None = off."""
     report: ReportConfig = field(default_factory=ReportConfig)
     """Stage report: report.html and report.md from every stage's outputs."""
     logging: LoggingConfig = field(default_factory=LoggingConfig)

@@ -54,16 +54,22 @@ class PPOSettings:
 @dataclass
 class RLConfig:
     """Stages `rl` (RLAIF arm) and `rl_rlhf` (RLHF arm): PPO of the SFT policy against a reward
-    source. Details [D01]-[D14], [D40]-[D45] in docs/implementation_details.md."""
+    source. Details [D01]-[D14], [D40]-[D50] in docs/implementation_details.md."""
 
     # --- models ---
     mode: Literal["standard", "lean"] = "standard"
     """`standard`: separate policy, value, reference and reward models, full fine-tuning (what
     TRL 0.13's PPOTrainer does). `lean`: one frozen base (sft/model) with a LoRA policy adapter and
     a value head on its hidden states; the reference is the base with the adapter off; the reward
-    model stays separate, frozen. Far less memory and compute per episode. [D40]"""
+    model stays separate and frozen (or, LoRA-trained on the same base, runs as a second adapter).
+    Far less memory and compute per episode. [D40]"""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    """Weights dtype of every model. float32 on CPU."""
+    """Weights dtype of the policy, reference, value and reward models (lean's LoRA adapter and value
+    head stay float32). float32, or bfloat16 (half the memory, bf16 compute; full fine-tuning in
+    bf16 loses small updates to rounding). Mixed precision (float32 weights, bf16 or fp16 compute)
+    is accelerate's: `accelerate launch --mixed_precision bf16`; the rollout, the reference, the
+    reward and the update then all run under that one autocast [D50]. float16 is refused: PPO's
+    update has no loss scaling (use float32 with --mixed_precision fp16)."""
     lora: LoraSettings = field(default_factory=lambda: LoraSettings(enabled=True))
     """Adapter of `lean` mode (`enabled` must stay true there); `standard` does not read it."""
     shared_layers: float = 0.5
@@ -79,8 +85,9 @@ class RLConfig:
     and the reward is the probability-weighted mean score rescaled to [-1, 1]; no RM. [D45]
     The RLHF arm (`rl_rlhf`) always uses reward_rlhf/model."""
     direct_labeler: LabelerSettings | None = None
-    """Judge of reward_source `direct`; None = label.labeler. Backend hf_local only (it reads the
-    full next-token distribution over the ten scores)."""
+    """Judge of reward_source `direct`; None = label.labeler. Any backend: hf_local reads the full
+    next-token distribution over the ten scores, openai_api and vllm_offline the top
+    `top_logprobs` tokens (a summary with no score among them scores 0). [D45]"""
 
     # --- prompts ---
     prompts: list[DatasetConfig] = field(default_factory=list)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,6 +36,7 @@ def validate(cfg: PipelineConfig) -> None:
             _validate_reward(cfg, name)
     if cfg.rl is not None:
         _validate_rl(cfg)
+    _validate_methods(cfg)
     _validate_evaluate(cfg)
 
 
@@ -106,10 +108,31 @@ def _validate_human(cfg: PipelineConfig) -> None:
         raise ConfigError("human.length_match_chars must be >= 0 and human.bootstrap_samples positive")
 
 
+MIXED_PRECISION_ENV = "ACCELERATE_MIXED_PRECISION"  # what `accelerate launch --mixed_precision` (or its config) sets
+
+
+def check_rl_precision(dtype: str, mixed_precision: str) -> None:
+    """The RL stage's weights dtype (`rl.dtype`) against accelerate's mixed precision (no, bf16,
+    fp16) [D50]. Accepted: float32 with any of them, bfloat16 without mixed precision or with bf16.
+    Refused: float16 weights (PPO has no loss scaling of its own: gradients and updates of float16
+    weights underflow), and bfloat16 weights under fp16 autocast."""
+    if dtype == "float16":
+        raise ConfigError(
+            "rl.dtype: float16 weights train without loss scaling; set rl.dtype=bfloat16, or rl.dtype=float32 "
+            "under `accelerate launch --mixed_precision fp16` (float32 weights, fp16 compute, a loss scaler)"
+        )
+    if dtype == "bfloat16" and mixed_precision == "fp16":
+        raise ConfigError(
+            "rl.dtype: bfloat16 weights under fp16 mixed precision; set rl.dtype=float32 for fp16 mixed "
+            "precision, or launch with --mixed_precision bf16 (or no)"
+        )
+
+
 def _validate_rl(cfg: PipelineConfig) -> None:
     rl, ppo = cfg.rl, cfg.rl.ppo
     if rl.mode == "lean" and not rl.lora.enabled:
         raise ConfigError("rl.lora.enabled: lean mode trains a LoRA adapter; use rl.mode=standard for full fine-tuning")
+    check_rl_precision(rl.dtype, os.environ.get(MIXED_PRECISION_ENV, "no").lower())
     for where, value in (
         ("rl.total_episodes", rl.total_episodes),
         ("rl.rollout_batch_size", rl.rollout_batch_size),
@@ -160,14 +183,105 @@ def _validate_rl(cfg: PipelineConfig) -> None:
     for i, ds in enumerate(rl.prompts):
         if not ds.path or (ds.is_local and not Path(ds.path).expanduser().exists()):
             raise ConfigError(f"rl.prompts.{i}.path: file not found: {ds.path!r}")
-    if rl.reward_source == "direct":
+    if rl.reward_source == "direct":  # any labeler backend rates [D45]
         labeler = rl.direct_labeler or cfg.label.labeler
         where = "rl.direct_labeler" if rl.direct_labeler else "label.labeler"
-        if labeler.backend != "hf_local":
+        if labeler.backend != "openai_api":
+            _check_model_name(labeler.model, f"{where}.model")
+        if labeler.batch_size <= 0 or labeler.api.concurrency <= 0:
+            raise ConfigError(f"{where}.batch_size / {where}.api.concurrency: must be positive")
+        if not 1 <= labeler.top_logprobs <= 20:
             raise ConfigError(
-                f"{where}.backend: reward_source `direct` needs the hf_local backend, got {labeler.backend!r}"
+                f"{where}.top_logprobs: must be in [1, 20] (the OpenAI API's range), got {labeler.top_logprobs}"
             )
-        _check_model_name(labeler.model, f"{where}.model")
+
+
+def _validate_methods(cfg: PipelineConfig) -> None:
+    """The sections dpo, oaif and best_of_n (each None when off)."""
+    for name in ("dpo", "oaif", "best_of_n"):
+        section = getattr(cfg, name)
+        if section is not None and (not section.arms or len(set(section.arms)) != len(section.arms)):
+            raise ConfigError(f"{name}.arms: list rlaif and/or rlhf, each once; got {section.arms}")
+    for name in ("dpo", "oaif"):
+        if getattr(cfg, name) is not None:
+            _validate_preference_optim(cfg, name)
+    dpo = cfg.dpo
+    if dpo is not None:
+        if dpo.num_epochs <= 0 or (dpo.max_steps is not None and dpo.max_steps <= 0):
+            raise ConfigError(
+                f"dpo.num_epochs / dpo.max_steps: must be positive, got {dpo.num_epochs} / {dpo.max_steps}"
+            )
+        if dpo.reference_batch_size <= 0 or (dpo.max_pairs is not None and dpo.max_pairs <= 0):
+            raise ConfigError("dpo.reference_batch_size and dpo.max_pairs: must be positive")
+        _check_sources(dpo.comparisons, "dpo.comparisons")
+    oaif = cfg.oaif
+    if oaif is not None:
+        for where, value in (
+            ("oaif.total_prompts", oaif.total_prompts),
+            ("oaif.response_length", oaif.response_length),
+            ("oaif.sample_steps", oaif.sample_steps),
+        ):
+            if value <= 0:
+                raise ConfigError(f"{where}: must be positive, got {value}")
+        if oaif.total_prompts < oaif.batch_size:
+            raise ConfigError(f"oaif.total_prompts: {oaif.total_prompts} is less than one batch ({oaif.batch_size})")
+        if not (math.isfinite(oaif.temperature) and oaif.temperature > 0):
+            raise ConfigError(
+                f"oaif.temperature: must be > 0 (two greedy samples are identical), got {oaif.temperature}"
+            )
+        _check_sources(oaif.prompts, "oaif.prompts")
+        if oaif.labeler is not None and oaif.labeler.backend != "openai_api":
+            _check_model_name(oaif.labeler.model, "oaif.labeler.model")
+    bon = cfg.best_of_n
+    if bon is not None:
+        for where, value in (
+            ("best_of_n.n", bon.n),
+            ("best_of_n.max_new_tokens", bon.max_new_tokens),
+            ("best_of_n.sample_batch_size", bon.sample_batch_size),
+            ("best_of_n.score_batch_size", bon.score_batch_size),
+        ):
+            if value <= 0:
+                raise ConfigError(f"{where}: must be positive, got {value}")
+        if not (math.isfinite(bon.temperature) and bon.temperature > 0):
+            raise ConfigError(f"best_of_n.temperature: must be > 0, got {bon.temperature}")
+        if not cfg.data.eval:
+            raise ConfigError("data.eval: best_of_n samples the evaluation posts; list at least one source")
+
+
+def _validate_preference_optim(cfg: PipelineConfig, name: str) -> None:
+    section = getattr(cfg, name)
+    for where, value in (
+        ("batch_size", section.batch_size),
+        ("micro_batch_size", section.micro_batch_size),
+        ("max_response_tokens", section.max_response_tokens),
+        ("save_steps", section.save_steps),
+        ("save_total_limit", section.save_total_limit),
+    ):
+        if value <= 0:
+            raise ConfigError(f"{name}.{where}: must be positive, got {value}")
+    if section.batch_size % section.micro_batch_size:
+        raise ConfigError(
+            f"{name}.micro_batch_size: {section.micro_batch_size} does not divide {name}.batch_size={section.batch_size}"
+        )
+    for where, value in (
+        ("beta", section.beta),
+        ("learning_rate", section.learning_rate),
+        ("adam_eps", section.adam_eps),
+    ):
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"{name}.{where}: must be a positive number, got {value}")
+    if not 0.0 <= section.warmup_ratio < 1.0:
+        raise ConfigError(f"{name}.warmup_ratio: must be in [0, 1), got {section.warmup_ratio}")
+    if section.weight_decay < 0 or (section.max_grad_norm is not None and section.max_grad_norm <= 0):
+        raise ConfigError(f"{name}.weight_decay must be >= 0 and {name}.max_grad_norm > 0 (or null)")
+
+
+def _check_sources(sources, where: str) -> None:
+    for i, ds in enumerate(sources):
+        if not ds.path:
+            raise ConfigError(f"{where}.{i}.path: empty; give a Hub dataset id or a local file")
+        if ds.is_local and not Path(ds.path).expanduser().exists():
+            raise ConfigError(f"{where}.{i}.path: file not found: {ds.path}")
 
 
 def _validate_pairs_label(cfg: PipelineConfig) -> None:

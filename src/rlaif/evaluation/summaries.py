@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rlaif.generation import generate
-from rlaif.models import load_causal_lm
+from rlaif.models import compute_device, load_causal_lm
 
 
 def generation_settings(max_new_tokens: int, dtype: str) -> dict:
@@ -31,12 +31,13 @@ def greedy_summaries(
     dtype: str,
     batch_size: int,
     desc: str = "summaries",
+    device: torch.device | str | None = None,
 ):
     """Yield one row per record ({id, prompt}), batch by batch, so a caller can append each as it
     comes: {id, prompt, summary, ended_with_eos, num_tokens, generation}. Records are decoded in
-    order of prompt length (less left padding per batch); the rows come in that order."""
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = load_causal_lm(model_dir, tokenizer, dtype=dtype).to(device)
+    order of prompt length (less left padding per batch); the rows come in that order. The model runs
+    on `device` (default: rlaif.models.compute_device())."""
+    model = load_causal_lm(model_dir, tokenizer, dtype=dtype).to(device or compute_device())
     settings = generation_settings(max_new_tokens, dtype)
     todo = sorted(records, key=lambda r: len(r["prompt"]))
     try:

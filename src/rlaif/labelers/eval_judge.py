@@ -1,9 +1,5 @@
-"""The evaluation judge's prompt and its two-order protocol, on any labeler backend.
-
-The question paraphrases the one Huang et al. 2024 (arXiv 2403.17031) put to their GPT judge of
-TL;DR summaries, taken from Rafailov et al. 2023 (DPO, arXiv 2305.18290): which summary gets the
-post's most important points across without minor or irrelevant details, precise and concise.
-The wording is ours. [E02]
+"""The evaluation judge's two-order protocol, on any labeler backend; its prompt (`eval_prompt`,
+[E02]) is with the other judges' in rlaif.labelers.prompts.
 Every pair is asked in both orders; `rlaif.evaluation.stats.outcome` turns the two answers into win/tie/loss.
 """
 
@@ -11,26 +7,9 @@ from __future__ import annotations
 
 from rlaif.evaluation.stats import outcome, preferred_position
 from rlaif.labelers.base import JudgeResult, Labeler
-from rlaif.labelers.prompts import JudgePrompt, Task, judge_text_from_prompt
+from rlaif.labelers.prompts import JudgePrompt, eval_prompt, judge_text_from_prompt
 
-EVAL_PREAMBLE = """\
-You will read a Reddit post and two summaries of it. Decide which summary better conveys the \
-points of the post that matter most, while leaving out details that are minor or beside the \
-point. The better summary is accurate and to the point: it says what matters, and says it briefly. \
-Do not favour a summary for being longer or for the position in which it is shown."""
-
-EVAL_TASK = Task(
-    "tldr-eval",
-    EVAL_PREAMBLE,
-    "Text",
-    "Summary",
-    "In a sentence or two, say which summary captures the key points more accurately and concisely.",
-    "Which summary captures the key points more accurately and concisely? Answer with 1 or 2.",
-)
-
-
-def eval_prompt(style: str, max_rationale_tokens: int) -> JudgePrompt:
-    return JudgePrompt(EVAL_TASK, style, max_rationale_tokens)
+__all__ = ["eval_prompt", "judge_both_orders", "judge_pairs", "judgement_row"]
 
 
 def judge_both_orders(

@@ -15,6 +15,10 @@ decoded greedily on that cache; and stage 2 appends only the cue to it, instead 
 prompt + rationale. Rows are padded in the middle (after the shared part) with position ids that
 skip the padding, so every row computes what it would alone. `judge_naive` is the plain baseline
 (`generate` per stage, full re-encoding) the benchmark and tests compare against.
+
+A choice spelled with several tokens ("10" as `1` `0`) is read on the same cache: each row is
+copied once per token sequence that starts a longer choice and stepped one token [L08], so
+P("10") = P(`1`)·P(`0` | `1`) and P("1") = P(`1`)·(1 − P(`0` | `1`)) [D45].
 """
 
 from __future__ import annotations
@@ -24,9 +28,23 @@ from transformers import DynamicCache
 
 from rlaif.config import LabelerSettings
 from rlaif.labelers.base import JudgeRequest, JudgeResult, decide
+from rlaif.labelers.chat import chat_prompt, request_text
 from rlaif.models import load_causal_lm, load_tokenizer
 
 _SLOT = "\x00USER\x00"  # placeholder splitting the rendered chat template around the user text
+
+
+def _run_key(req: JudgeRequest) -> tuple:
+    """What the requests of one cached batch must have in common."""
+    return (
+        req.system,
+        req.shared,
+        req.max_rationale_tokens,
+        req.choices,
+        req.cue,
+        req.assistant_prefix,
+        req.undecided_outside_top_k,
+    )
 
 
 class HFLocalLabeler:
@@ -42,17 +60,17 @@ class HFLocalLabeler:
             self.lm.to("cuda")
         self._prefix_caches: dict[str, tuple[list[int], DynamicCache]] = {}
         self._templates: dict[str, tuple[str, str]] = {}
+        self._choice_paths: dict[tuple, list[tuple[int, tuple[int, ...]]]] = {}
 
     # --- prompt -> token segments ---
+    def render(self, req: JudgeRequest) -> str:
+        """The stage-1 text the model reads (chat template, assistant turn begun)."""
+        return request_text(self.tokenizer, req)
+
     def _template(self, system: str) -> tuple[str, str]:
         """(text before the user content, text after it up to the start of the assistant turn)."""
         if system not in self._templates:
-            if self.tokenizer.chat_template:
-                messages = [{"role": "system", "content": system}, {"role": "user", "content": _SLOT}]
-                text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-                head, tail = text.split(_SLOT)
-            else:  # a base model: plain text, blank lines between the parts
-                head, tail = f"{system}\n\n", "\n\n"
+            head, tail = chat_prompt(self.tokenizer, system, _SLOT).split(_SLOT)
             self._templates[system] = (head, tail)
         return self._templates[system]
 
@@ -65,15 +83,35 @@ class HFLocalLabeler:
         item = req.item + tail + req.assistant_prefix
         return head + req.shared, self._ids(req.group), self._ids(item), self._ids(req.cue)
 
-    def choice_ids(self, choices: tuple[str, str]) -> list[list[int]]:
-        """Token ids spelling each choice alone (`1`, and ` 1` where that is one token)."""
-        out = []
-        for choice in choices:
-            ids = {seq[0] for v in (choice, " " + choice) if len(seq := self._ids(v)) == 1}
-            if not ids:
-                raise ValueError(f"choice {choice!r} is not a single token of {self.model}'s tokenizer")
-            out.append(sorted(ids))
-        return out
+    def choice_paths(self, choices: tuple[str, ...], before: str = "") -> list[tuple[int, tuple[int, ...]]]:
+        """(choice index, token ids) of every spelling of every choice: the choice alone, and with
+        a leading space where that is one token (tokenizers spell a digit either way) [L03]. A
+        choice of several tokens is read token by token after `before` (the text the answer
+        follows), so its spelling must continue that text's tokens; that is checked here."""
+        key = (choices, before)
+        if key not in self._choice_paths:
+            paths = []
+            for i, choice in enumerate(choices):
+                spellings = [tuple(self._ids(choice))]
+                spaced = tuple(self._ids(" " + choice))
+                if len(spaced) == 1 and spaced not in spellings:
+                    spellings.append(spaced)
+                if not spellings[0]:
+                    raise ValueError(f"choice {choice!r} encodes to no token with {self.model}'s tokenizer")
+                paths += [(i, ids) for ids in sorted(spellings)]
+            if any(len(ids) > 1 for _, ids in paths):
+                base = self._ids(before)
+                for choice in choices:
+                    if self._ids(before + choice) != base + self._ids(choice):
+                        raise ValueError(
+                            f"{self.model}'s tokenizer merges {before!r} with the answer {choice!r}, so a "
+                            f"several-token answer cannot be read after it"
+                        )
+            self._choice_paths[key] = paths
+        return self._choice_paths[key]
+
+    def _answer_paths(self, req: JudgeRequest) -> list[tuple[int, tuple[int, ...]]]:
+        return self.choice_paths(req.choices, req.cue if req.max_rationale_tokens > 0 else req.assistant_prefix)
 
     # --- the optimised path ---
     @torch.no_grad()
@@ -90,17 +128,10 @@ class HFLocalLabeler:
         size = self.settings.batch_size
         for start in range(0, len(requests), size):
             batch = requests[start : start + size]
-            # One batch shares its prefix and rationale budget; split where a request differs.
+            # One batch shares its prefix, rationale budget and answer; split where a request differs.
             runs, current = [], [batch[0]]
             for req in batch[1:]:
-                same = (req.system, req.shared, req.max_rationale_tokens, req.choices, req.cue) == (
-                    current[0].system,
-                    current[0].shared,
-                    current[0].max_rationale_tokens,
-                    current[0].choices,
-                    current[0].cue,
-                )
-                if same:
+                if _run_key(req) == _run_key(current[0]):
                     current.append(req)
                 else:
                     runs.append(current)
@@ -160,7 +191,8 @@ class HFLocalLabeler:
             config=self.lm.config,
         )
         mask = torch.ones(len(group_keys), prefix_cache.get_seq_length(), dtype=torch.long, device=device)
-        _, mask = self._extend(cache, mask, *self._pad_left(group_ids))
+        if any(group_ids):  # a judge whose requests share no post (the rating) has none to encode
+            _, mask = self._extend(cache, mask, *self._pad_left(group_ids))
         # 2. copy each post's cache to its rows (both orders), then the order-specific item
         cache.batch_select_indices(row_group)
         mask = mask[row_group]
@@ -169,8 +201,18 @@ class HFLocalLabeler:
         rationales = None
         if reqs[0].max_rationale_tokens > 0:
             cue = torch.tensor(segs[0][3], device=device)
-            rationales, logits = self._decode(cache, mask, logits, reqs[0].max_rationale_tokens, cue)
-        return self._read(logits, reqs, rationales)
+            rationales, logits, mask = self._decode(cache, mask, logits, reqs[0].max_rationale_tokens, cue)
+
+        def step(nodes: list[tuple[int, ...]], parents: list[int]) -> torch.Tensor:
+            """Each node's parent rows copied and stepped on the node's last token [L08]; (len(nodes)*B, V)."""
+            nonlocal mask
+            index = torch.cat([torch.arange(len(reqs), device=device) + block * len(reqs) for block in parents])
+            cache.batch_select_indices(index)
+            ids = torch.tensor([n[-1] for n in nodes], device=device).repeat_interleave(len(reqs))[:, None]
+            logits, mask = self._extend(cache, mask[index], ids, torch.ones_like(ids))
+            return logits
+
+        return self._read(logits, reqs, rationales, step)
 
     def _decode(self, cache, mask, logits, max_new: int, cue: torch.Tensor):
         """Greedy (or sampled) rationale up to EOS or `max_new` tokens; the EOS itself and every
@@ -195,7 +237,7 @@ class HFLocalLabeler:
             if done:
                 break
         tokens = torch.stack(generated, dim=1).tolist()  # (B, T_rationale)
-        return [[t for t in row if t >= 0] for row in tokens], logits
+        return [[t for t in row if t >= 0] for row in tokens], logits, mask
 
     def _pick(self, logits: torch.Tensor) -> torch.Tensor:
         temperature = self.settings.rationale_temperature
@@ -203,20 +245,51 @@ class HFLocalLabeler:
             return logits.argmax(-1)
         return torch.multinomial(torch.softmax(logits / temperature, -1), 1)[:, 0]
 
-    def _read(self, logits: torch.Tensor, reqs: list[JudgeRequest], rationales) -> list[JudgeResult]:
-        """Next-token probabilities of the two choices, from the full softmax (B, V) [L03]."""
+    def _read(self, logits: torch.Tensor, reqs: list[JudgeRequest], rationales, step) -> list[JudgeResult]:
+        """Probabilities of the choices from the full softmax (B, V) [L03], several-token choices
+        stepped on by `step(nodes, parent blocks)` [L08]."""
         probs = torch.softmax(logits.float(), dim=-1)  # (B, V)
         k = self.settings.top_logprobs
         top = probs.topk(k, dim=-1).indices.tolist()  # (B, k)
-        choice_ids = self.choice_ids(reqs[0].choices)
+        paths = self._answer_paths(reqs[0])
+        masses = self._choice_masses(probs, paths, len(reqs[0].choices), step)  # (B, N)
         results = []
-        for i in range(len(reqs)):
-            p = tuple(float(probs[i, ids].sum()) for ids in choice_ids)
-            in_top = any(t in top[i] for ids in choice_ids for t in ids)
+        for i, req in enumerate(reqs):
+            in_top = not req.undecided_outside_top_k or any(ids[0] in top[i] for _, ids in paths)
             rationale = self.tokenizer.decode(rationales[i], skip_special_tokens=True).strip() if rationales else None
             shown = [self.tokenizer.decode([t]) for t in top[i][:5]]
-            results.append(decide(p, in_top, k, rationale, shown))
+            results.append(decide(masses[i].tolist(), in_top, k, rationale, shown))
         return results
+
+    @staticmethod
+    def _choice_masses(probs: torch.Tensor, paths, num_choices: int, step) -> torch.Tensor:
+        """(B, N) P(each choice) from root probabilities (B, V). Every token sequence that starts a
+        longer choice is a node of a trie; `step` gives the next-token logits after each node,
+        depth by depth. A choice's probability is the product along its tokens, times the share
+        that does not go on to a longer choice: P("1") = P(`1`)·(1 − P(`0` | `1`)) [D45]."""
+        rows = probs.shape[0]
+        following: dict[tuple[int, ...], set[int]] = {}  # node -> next tokens that stay in the trie
+        for _, ids in paths:
+            for d in range(len(ids)):
+                following.setdefault(ids[:d], set()).add(ids[d])
+        dist = {(): probs}
+        layout = [()]  # the node of each block of `rows` rows in the cache, in order
+        for depth in range(1, max(len(ids) for _, ids in paths)):
+            nodes = sorted(n for n in following if len(n) == depth)
+            logits = step(nodes, [layout.index(n[:-1]) for n in nodes])
+            level = torch.softmax(logits.float(), dim=-1)  # (len(nodes) * B, V)
+            for j, node in enumerate(nodes):
+                dist[node] = level[j * rows : (j + 1) * rows]
+            layout = nodes
+        masses = torch.zeros(rows, num_choices, dtype=torch.float32, device=probs.device)
+        for choice, ids in paths:
+            p = torch.ones(rows, dtype=torch.float32, device=probs.device)
+            for d in range(len(ids)):
+                p = p * dist[ids[:d]][:, ids[d]]
+            if ids in dist:  # a longer choice goes on from here: keep the share that stops
+                p = p * (1 - dist[ids][:, sorted(following[ids])].sum(-1))
+            masses[:, choice] += p
+        return masses
 
     # --- the naive baseline ---
     def _generate(self, seqs: list[list[int]], max_new: int, **kwargs):
@@ -245,4 +318,11 @@ class HFLocalLabeler:
                 rationales.append(row[: row.index(eos)] if eos in row else row)
             prompts = [p + r + s[3] for p, r, s in zip(prompts, rationales, segs)]
         _, out = self._generate(prompts, 1, output_logits=True, return_dict_in_generate=True)
-        return self._read(out.logits[0], reqs, rationales)
+
+        def step(nodes: list[tuple[int, ...]], parents: list[int]) -> torch.Tensor:
+            """Full forward passes of prompt + each node's tokens (no cache); last position's logits."""
+            ids, mask = self._pad_left([p + list(node) for node in nodes for p in prompts])
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            return self.lm(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1).logits[:, -1]
+
+        return self._read(out.logits[0], reqs, rationales, step)

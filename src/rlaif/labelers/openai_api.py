@@ -22,7 +22,8 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 from rlaif.config import ConfigError, LabelerSettings
-from rlaif.labelers.base import JudgeRequest, JudgeResult, choice_mass, decide
+from rlaif.labelers.base import JudgeRequest, JudgeResult, decide, read_choices_with
+from rlaif.labelers.chat import request_text
 
 RETRY_AFTER_CAP_S = 60.0
 
@@ -63,13 +64,16 @@ class OpenAIApiLabeler:
         try:
             if req.max_rationale_tokens > 0:
                 rationale = self._rationale(req)
-            top = self._answer_logprobs(req, rationale)
+            reading = read_choices_with(req.choices, lambda more: self._answer_logprobs(req, rationale, more))
         except RequestFailed as e:
             self._count("failed")
-            return JudgeResult(rationale and rationale.strip(), None, None, None, f"failed: {e}", failed=True)
-        probs = choice_mass(top, req.choices)
+            return JudgeResult(rationale and rationale.strip(), None, None, f"failed: {e}", failed=True)
         return decide(
-            probs, probs[0] + probs[1] > 0, self.settings.top_logprobs, rationale and rationale.strip(), list(top)
+            reading.masses,
+            reading.found or not req.undecided_outside_top_k,
+            self.settings.top_logprobs,
+            rationale and rationale.strip(),
+            [token for token, _ in reading.top],
         )
 
     # --- the two stages ---
@@ -98,16 +102,20 @@ class OpenAIApiLabeler:
             raise RequestFailed(f"rationale is {type(reply).__name__}, not text")
         return reply
 
-    def _answer_logprobs(self, req: JudgeRequest, rationale: str | None) -> dict[str, float]:
-        """token -> logprob of the top tokens right after `Preferred Summary=`."""
+    def _answer_logprobs(self, req: JudgeRequest, rationale: str | None, more: str = "") -> dict[str, float] | None:
+        """token -> logprob of the top tokens right after `Preferred Summary=` and `more` (the tokens
+        of a longer choice read so far [L08]); None where the server cannot continue a given text
+        (a chat endpoint without continue_final_message)."""
         k = self.settings.top_logprobs
         if self.api.endpoint == "completions":
-            prompt = self._plain(req) + (rationale + req.cue if rationale is not None else "")
+            prompt = self._plain(req) + (rationale + req.cue if rationale is not None else "") + more
             body = {"prompt": prompt, "max_tokens": 1, "temperature": 0.0, "logprobs": k}
             return self._post(
                 "completions", body, lambda r: _as_logprob_map(r["choices"][0]["logprobs"]["top_logprobs"][0])
             )
-        messages = self._messages(req, rationale, answering=True)
+        if more and not self.api.continue_final_message:
+            return None
+        messages = self._messages(req, rationale, answering=True, more=more)
         body = {"messages": messages, "max_tokens": 1, "temperature": 0.0, "logprobs": True, "top_logprobs": k}
         return self._post(
             "chat/completions",
@@ -115,10 +123,12 @@ class OpenAIApiLabeler:
             lambda r: {e["token"]: e["logprob"] for e in r["choices"][0]["logprobs"]["content"][0]["top_logprobs"]},
         )
 
-    def _messages(self, req: JudgeRequest, rationale: str | None = None, answering: bool = False) -> list[dict]:
+    def _messages(
+        self, req: JudgeRequest, rationale: str | None = None, answering: bool = False, more: str = ""
+    ) -> list[dict]:
         messages = [{"role": "system", "content": req.system}, {"role": "user", "content": req.user}]
         if self.api.continue_final_message:
-            turn = req.assistant_prefix + (rationale + req.cue if answering and rationale is not None else "")
+            turn = req.assistant_prefix + (rationale + req.cue if answering and rationale is not None else "") + more
             return messages + [{"role": "assistant", "content": turn}]
         if answering and rationale is not None:
             messages += [
@@ -134,7 +144,8 @@ class OpenAIApiLabeler:
 
     @staticmethod
     def _plain(req: JudgeRequest) -> str:
-        return f"{req.system}\n\n{req.user}\n\n{req.assistant_prefix}"
+        """The completions endpoint's prompt: the request as plain text (no tokenizer, no template)."""
+        return request_text(None, req)
 
     # --- transport ---
     def _post(self, path: str, body: dict, parse):

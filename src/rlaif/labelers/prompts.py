@@ -1,9 +1,13 @@
-"""Judge prompts in the structure of Lee et al. 2023 (RLAIF, §2.1 and Appendix): preamble,
-optional exemplars, the sample to annotate, and an ending that elicits `Preferred Summary=1|2`.
+"""Every judge's prompt, in one place: the `label` stage's pairwise question, the evaluation
+judge's and the d-RLAIF rating's.
 
-The wording is ours. Per task (TL;DR summaries, or dialogue responses for HH-RLHF), the preamble
-says what makes a candidate good; the `cot` style asks for a rationale first (0-shot chain of
-thought), the `base` style reads the answer at once. A pair is asked about in both orders [L01].
+The pairwise prompts follow the structure of Lee et al. 2023 (RLAIF, §2.1 and Appendix): preamble,
+optional exemplars, the sample to annotate, and an ending that elicits `Preferred Summary=1|2`.
+The wording is ours. Per task (TL;DR summaries, dialogue responses for HH-RLHF, or the evaluation
+of TL;DR summaries), the preamble says what makes a candidate good; the `cot` style asks for a
+rationale first (0-shot chain of thought), the `base` style reads the answer at once. A pair is
+asked about in both orders [L01]. The rating prompt asks for a 1-10 score of one summary [D45].
+Each prompt turns its inputs into `JudgeRequest`s, which every backend answers.
 """
 
 from __future__ import annotations
@@ -44,6 +48,17 @@ When both responses are equally harmless, prefer the one that is more helpful, h
 to what the person said. The conversation before the responses is the same for both."""
 
 
+# The evaluation judge's question paraphrases the one Huang et al. 2024 (arXiv 2403.17031) put to their
+# GPT judge of TL;DR summaries, taken from Rafailov et al. 2023 (DPO, arXiv 2305.18290): which summary
+# gets the post's most important points across without minor or irrelevant details, precise and
+# concise. The wording is ours. [E02]
+EVAL_PREAMBLE = """\
+You will read a Reddit post and two summaries of it. Decide which summary better conveys the \
+points of the post that matter most, while leaving out details that are minor or beside the \
+point. The better summary is accurate and to the point: it says what matters, and says it briefly. \
+Do not favour a summary for being longer or for the position in which it is shown."""
+
+
 @dataclass(frozen=True)
 class Task:
     name: str
@@ -74,6 +89,16 @@ TASKS = {
         "Which response is better? Answer with 1 or 2.",
     ),
 }
+
+
+EVAL_TASK = Task(
+    "tldr-eval",
+    EVAL_PREAMBLE,
+    "Text",
+    "Summary",
+    "In a sentence or two, say which summary captures the key points more accurately and concisely.",
+    "Which summary captures the key points more accurately and concisely? Answer with 1 or 2.",
+)
 
 
 def judge_text_from_prompt(prompt: str) -> str:
@@ -156,3 +181,48 @@ def load_exemplars(path: str, style: str) -> tuple[dict, ...]:
 def make_prompt(task: str, style: str, max_rationale_tokens: int, fewshot_file: str | None = None) -> JudgePrompt:
     exemplars = load_exemplars(fewshot_file, style) if fewshot_file else ()
     return JudgePrompt(TASKS[task], style, max_rationale_tokens, exemplars)
+
+
+def eval_prompt(style: str, max_rationale_tokens: int) -> JudgePrompt:
+    """The evaluation judge's prompt [E02]."""
+    return JudgePrompt(EVAL_TASK, style, max_rationale_tokens)
+
+
+# ----------------------------------------------------------------------------------------------
+# d-RLAIF: one summary rated 1-10 (Lee et al. 2023, §2.3) [D45]
+
+RATING_INSTRUCTION = (
+    "Rate the summary below on a scale of 1 to 10, where 1 is useless or wrong and 10 is an excellent "
+    "summary. Answer with the number only."
+)
+RATING_SCORES = tuple(str(s) for s in range(1, 11))
+
+
+@dataclass(frozen=True)
+class RatingPrompt:
+    """The d-RLAIF question: the TL;DR preamble, the instruction, the post and one summary; the
+    assistant turn starts with `Rating: ` and the probabilities of `1`..`10` are read there."""
+
+    preamble: str = SUMMARIZE_PREAMBLE
+    assistant_prefix: str = "Rating: "
+
+    @property
+    def prompt_id(self) -> str:
+        return "summarize-rating"
+
+    def request(self, text: str, summary: str) -> JudgeRequest:
+        user = f"{self.preamble}\n\n{RATING_INSTRUCTION}\n\nText - {text}\n\nSummary - {summary}"
+        # The whole user text is one `item`: hf_local then encodes it in one piece, with the tokens
+        # a plain encoding of the prompt gives, as d-RLAIF always has.
+        return JudgeRequest(
+            system=SYSTEM,
+            shared="",
+            group="",
+            item=user,
+            assistant_prefix=self.assistant_prefix,
+            cue="",
+            answer_instruction="Answer with only the number of your rating, from 1 to 10.",
+            max_rationale_tokens=0,
+            choices=RATING_SCORES,
+            undecided_outside_top_k=False,
+        )

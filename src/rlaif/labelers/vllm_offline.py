@@ -2,14 +2,16 @@
 
 Prompts are rendered with the model's chat template, the assistant turn begun, as in hf_local.
 Stage 1 generates every rationale in one `generate` call; stage 2 asks for one token with
-`logprobs=top_logprobs` on prompt + rationale + cue. vLLM's automatic prefix caching gives the
+`logprobs=top_logprobs` on prompt + rationale + cue. A choice of several tokens ("10") takes one
+more such call with the tokens read so far appended [L08]. vLLM's automatic prefix caching gives the
 reuse hf_local does by hand: the preamble, the post and the stage-1 context are shared blocks.
 """
 
 from __future__ import annotations
 
 from rlaif.config import LabelerSettings
-from rlaif.labelers.base import JudgeRequest, JudgeResult, choice_mass, decide
+from rlaif.labelers.base import ChoiceReading, JudgeRequest, JudgeResult, TopTokens, decide, read_choices
+from rlaif.labelers.chat import request_text
 from rlaif.models import ModelLoadError, resolve_model
 
 
@@ -40,12 +42,7 @@ class VLLMOfflineLabeler:
         self.tokenizer = engine.get_tokenizer()
 
     def render(self, req: JudgeRequest) -> str:
-        messages = [{"role": "system", "content": req.system}, {"role": "user", "content": req.user}]
-        if getattr(self.tokenizer, "chat_template", None):
-            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        else:
-            text = f"{req.system}\n\n{req.user}\n\n"
-        return text + req.assistant_prefix
+        return request_text(self.tokenizer, req)
 
     def judge(self, requests: list[JudgeRequest]) -> list[JudgeResult]:
         prompts = [self.render(r) for r in requests]
@@ -58,23 +55,47 @@ class VLLMOfflineLabeler:
             for i, out in zip(idx, self.engine.generate([prompts[i] for i in idx], params, use_tqdm=False)):
                 rationales[i] = out.outputs[0].text
                 prompts[i] += rationales[i] + requests[i].cue
-        k = self.settings.top_logprobs
-        outs = self.engine.generate(prompts, self._params(temperature=0.0, max_tokens=1, logprobs=k), use_tqdm=False)
+        readings, errors = self._read(requests, prompts)
         results = []
-        for req, rationale, out in zip(requests, rationales, outs):
+        for req, rationale, reading, error in zip(requests, rationales, readings, errors):
             rationale = rationale.strip() if rationale is not None else None
-            steps = out.outputs[0].logprobs
-            if not steps:
-                results.append(
-                    JudgeResult(rationale, None, None, None, "failed: the engine returned no logprobs", failed=True)
-                )
+            if error is not None:
+                results.append(JudgeResult(rationale, None, None, error, failed=True))
                 continue
-            # token id -> Logprob(logprob, rank, decoded_token); ids that decode alike are summed
-            top = [
-                (lp.decoded_token if lp.decoded_token is not None else self.tokenizer.decode([tid]), lp.logprob)
-                for tid, lp in steps[0].items()
-            ]
-            top = sorted(top, key=lambda t: -t[1])[:k]
-            probs = choice_mass(top, req.choices)
-            results.append(decide(probs, probs[0] + probs[1] > 0, k, rationale, [t for t, _ in top]))
+            found = reading.found or not req.undecided_outside_top_k
+            results.append(
+                decide(reading.masses, found, self.settings.top_logprobs, rationale, [t for t, _ in reading.top])
+            )
         return results
+
+    def _read(self, requests: list[JudgeRequest], prompts: list[str]):
+        """Every request's choice probabilities, in rounds: one `generate` call reads the answer
+        position of all requests, and one more each time some choice needs another token [L08]."""
+        params = self._params(temperature=0.0, max_tokens=1, logprobs=self.settings.top_logprobs)
+        readers = [read_choices(r.choices) for r in requests]
+        pending = {i: next(reader) for i, reader in enumerate(readers)}  # request -> text to append
+        readings: list[ChoiceReading | None] = [None] * len(requests)
+        errors: list[str | None] = [None] * len(requests)
+        while pending:
+            order = list(pending)
+            outs = self.engine.generate([prompts[i] + pending[i] for i in order], params, use_tqdm=False)
+            pending = {}
+            for i, out in zip(order, outs):
+                steps = out.outputs[0].logprobs
+                if not steps:
+                    errors[i] = "failed: the engine returned no logprobs"
+                    continue
+                try:
+                    pending[i] = readers[i].send(self._top(steps[0]))
+                except StopIteration as done:
+                    readings[i] = done.value
+        return readings, errors
+
+    def _top(self, step: dict) -> TopTokens:
+        """token id -> Logprob(logprob, rank, decoded_token) as (text, logprob), most likely first; ids
+        that decode alike are summed by the reader."""
+        top = [
+            (lp.decoded_token if lp.decoded_token is not None else self.tokenizer.decode([tid]), lp.logprob)
+            for tid, lp in step.items()
+        ]
+        return sorted(top, key=lambda t: -t[1])[: self.settings.top_logprobs]

@@ -99,3 +99,19 @@ def win_rate_plot(rows: list[tuple[str, float, float, float]], title: str) -> by
     ax.set(title=title, xlabel="win rate (ties = 1/2), 95% bootstrap CI", xlim=(0, 1))
     ax.grid(alpha=0.3, axis="x")
     return _png(fig)
+
+
+def frontier_plot(panels: dict[str, dict[str, tuple[list, list, list]]], title: str) -> bytes:
+    """Side-by-side panels of reward against KL to SFT: per method a line through its points (x, y),
+    with the y intervals drawn as error bars; (x, y, (y_low, y_high)) per series."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False)
+    for ax, (panel, series) in zip(axes[0], panels.items()):
+        for name, (x, y, bounds) in series.items():
+            low = [yi - lo if lo is not None else 0.0 for yi, (lo, _) in zip(y, bounds)]
+            high = [hi - yi if hi is not None else 0.0 for yi, (_, hi) in zip(y, bounds)]
+            ax.errorbar(x, y, yerr=[low, high], marker="o", markersize=4, capsize=2, linewidth=1.2, label=name)
+        ax.set(title=panel, xlabel="KL to SFT (nats, held-out posts)", ylabel="mean reward-model score")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    return _png(fig)

@@ -111,6 +111,25 @@ def human_pairs(
     return pairs, {"skipped_bad_rows": report.skipped_bad, "duplicate_rows": report.duplicates, **dropped}
 
 
+def rlhf_human_pairs(
+    cfg: PipelineConfig, tokenizer, sources: list[DatasetConfig], min_strength: int | None
+) -> tuple[list[dict], dict]:
+    """The RLHF arm's human comparisons as pairs (a = chosen, p_a = 1): those of `sources`, or, when
+    it is empty, the training part of human.comparisons; posts of human's held-out part are left
+    out either way, so nothing the RLHF arm learns from is among the rows every judge is measured
+    on [H02]. The reward_rlhf and dpo_rlhf stages read their pairs here."""
+    from rlaif.data.splits import human_split
+
+    split = human_split(cfg)
+    max_tokens = cfg.data.max_prompt_tokens
+    if sources:
+        return human_pairs(tokenizer, sources, min_strength, max_tokens, split.heldout_posts)
+    pairs, dropped = comparison_pairs(tokenizer, split.train, min_strength, max_tokens, split.heldout_posts)
+    if not pairs:
+        raise DataError(f"no training comparisons left in human.comparisons after min strength {min_strength}")
+    return pairs, {"human_split": split.report, **dropped}
+
+
 def reference_records(cfg: PipelineConfig, tokenizer) -> list[dict]:
     """{"id", "prompt", "reference"} for data.reference_posts; the reference is cut to
     data.max_summary_tokens, the horizon the SFT samples have, so length alone does not tell them apart."""

@@ -85,7 +85,10 @@ def load_checkpoint(
     params = dict(module.named_parameters())
     missing = sorted(set(n for n, p in params.items() if p.requires_grad) - set(weights))
     if missing:
-        raise RuntimeError(f"{path}: trainable.safetensors lacks {missing[:3]}; was it written by another rl.mode?")
+        raise RuntimeError(
+            f"{path}: trainable.safetensors lacks {missing[:3]}; was it written by another rl.mode or an older "
+            f"rlaif (before the value head had a bias [D49])? Delete {path.parent} to start over"
+        )
     with torch.no_grad():
         for name, tensor in weights.items():
             params[name].copy_(tensor)

@@ -23,24 +23,34 @@ from rlaif.rl.sampling import sample
 
 
 @torch.no_grad()
-def heldout_kl(models: RLModels, tokenizer, records: list[dict], rl: RLConfig, seed: int) -> list[float]:
+def heldout_kl(models: RLModels, tokenizer, records: list[dict], settings: RLConfig, seed: int) -> list[float]:
     """KL(policy || SFT) per post, k1 summed over the tokens of one response sampled at the training
-    temperature [D05]."""
+    temperature [D05], on models.device and in the run's precision [D50]."""
     policy = models.trainable.policy
-    device = next(policy.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(seed)
+    generator = torch.Generator(device=models.device).manual_seed(seed)
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     kls: list[float] = []
-    batch_size = rl.forward_batch_size
+    batch_size = settings.forward_batch_size
     for start in tqdm(range(0, len(records), batch_size), desc="held-out KL", unit="batch"):
-        batch = encode_left(tokenizer, [r["prompt"] for r in records[start : start + batch_size]], device)
+        batch = encode_left(tokenizer, [r["prompt"] for r in records[start : start + batch_size]], models.device)
         queries, mask = batch.input_ids, batch.attention_mask
-        samples = sample(policy, queries, mask, rl.response_length, rl.temperature, eos, pad, generator)
-        responses = truncate_response(samples.responses, eos, pad)
-        padding = response_padding_mask(responses, eos)
-        query_responses = torch.cat([queries, responses], 1)
-        attention_mask = torch.cat([mask, torch.ones_like(responses)], 1)
-        ref = models.ref_logprobs(query_responses, attention_mask, queries.size(1), responses, rl.temperature)
+        with models.autocast():
+            samples = sample(
+                policy,
+                queries,
+                mask,
+                settings.response_length,
+                settings.temperature,
+                eos,
+                pad,
+                generator,
+                merge_lora=models.full_precision,
+            )
+            responses = truncate_response(samples.responses, eos, pad)
+            padding = response_padding_mask(responses, eos)
+            query_responses = torch.cat([queries, responses], 1)
+            attention_mask = torch.cat([mask, torch.ones_like(responses)], 1)
+            ref = models.ref_logprobs(query_responses, attention_mask, queries.size(1), responses, settings.temperature)
         kls += (samples.logprobs - ref).masked_fill(padding, 0.0).sum(1).tolist()
     return kls
 
@@ -49,29 +59,39 @@ def heldout_summaries(
     records: list[dict],
     kls: list[float],
     tokenizer,
-    rl: RLConfig,
+    settings: RLConfig,
     sft_dir: str,
     policy_dir: str,
     reward_model_dir: str | None,
     direct_labeler: LabelerSettings | None,
+    device: torch.device,
 ) -> tuple[dict, list[dict]]:
-    """(heldout/* metrics, one row per post with the SFT and the policy summary and their scores)."""
+    """(heldout/* metrics, one row per post with the SFT and the policy summary and their scores);
+    the models are loaded from their folders onto `device`."""
     summaries = {}
     for system, model_dir in (("sft", sft_dir), ("policy", policy_dir)):
         rows = greedy_summaries(
-            model_dir, tokenizer, records, rl.response_length, rl.dtype, rl.forward_batch_size, f"held-out {system}"
+            model_dir,
+            tokenizer,
+            records,
+            settings.response_length,
+            settings.dtype,
+            settings.forward_batch_size,
+            f"held-out {system}",
+            device=device,
         )
         summaries[system] = {row["id"]: row for row in rows}
     prompts = [r["prompt"] for r in records]
     for by_id in summaries.values():
         texts = [by_id[r["id"]]["summary"] for r in records]
-        for record, value in zip(records, _scores(prompts, texts, rl, reward_model_dir, direct_labeler)):
+        scores = _scores(prompts, texts, settings, reward_model_dir, direct_labeler, device)
+        for record, value in zip(records, scores):
             by_id[record["id"]]["score"] = value
     rows = [
         {
             "id": r["id"],
             "prompt": r["prompt"],
-            "generation": generation_settings(rl.response_length, rl.dtype),
+            "generation": generation_settings(settings.response_length, settings.dtype),
             **{system: _entry(by_id[r["id"]]) for system, by_id in summaries.items()},
         }
         for r in records
@@ -94,14 +114,16 @@ def _entry(row: dict) -> dict:
     return {k: row[k] for k in ("summary", "score", "ended_with_eos", "num_tokens")}
 
 
-def _scores(prompts, texts, rl: RLConfig, reward_model_dir: str | None, direct_labeler) -> list[float]:
+def _scores(
+    prompts, texts, settings: RLConfig, reward_model_dir: str | None, direct_labeler, device: torch.device
+) -> list[float]:
     """The run's reward of each text, read as evaluate reads it: summary + EOS [D19], or the d-RLAIF rating."""
     if reward_model_dir is None:
-        from rlaif.rl.direct import DirectReward, rescale
+        from rlaif.labelers.rating import RatingJudge
 
-        return rescale(DirectReward(direct_labeler).score_probs(prompts, texts)).tolist()
+        return RatingJudge(direct_labeler).scores(prompts, texts).tolist()
     from rlaif.reward.model import load_reward_model, score
 
-    model, rm_tokenizer = load_reward_model(reward_model_dir, rl.dtype)
-    model.to("cuda" if torch.cuda.is_available() else "cpu")
-    return score(model, rm_tokenizer, prompts, texts, batch_size=rl.forward_batch_size).tolist()
+    model, rm_tokenizer = load_reward_model(reward_model_dir, settings.dtype)
+    model.to(device)
+    return score(model, rm_tokenizer, prompts, texts, batch_size=settings.forward_batch_size).tolist()

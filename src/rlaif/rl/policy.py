@@ -1,12 +1,14 @@
-"""The models PPO needs, in two memory modes [D40], behind one interface (`RLModels`).
+"""The models PPO needs, in two memory modes [D40], behind one interface (`RLModels`); rlaif.rl.build
+makes them.
 
 standard  four separate models, as TRL 0.13's PPOTrainer: the policy (sft/model, fully trained),
           the reference (sft/model, frozen), the value model (reward/model: its backbone and its
           scalar head, fully trained) and the reward model (frozen).
 lean      one frozen base (sft/model) with a LoRA adapter: the policy. The value is a linear head
           on the policy's last hidden state (one forward gives log-probs and values), initialised
-          from the RM's score head. The reference is the same base with the adapter switched off.
-          The reward model stays a separate frozen model, loaded once.
+          from the RM's score head and bias. The reference is the same base with the adapter
+          switched off. The reward model is a separate frozen model, or a second adapter on the
+          same base when it was LoRA-trained on it.
 
 Every forward runs the backbone (`model.model`) and applies a head only where it is needed, so the
 (B, L, V) logits of the prompt positions are never built [D41].
@@ -16,14 +18,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from rlaif.config import RLConfig
-from rlaif.models import disable_dropout, load_causal_lm
+from rlaif.models import decoder_layers, disable_dropout, merge_adapter, position_ids
 from rlaif.rl.losses import logprobs_from_logits
 
 # (query_responses (B, L), attention_mask (B, L), last_index (B,), prompts, responses) -> scores (B,)
@@ -36,14 +38,9 @@ def hf_model(model: nn.Module) -> nn.Module:
 
 
 def backbone(model: nn.Module) -> nn.Module:
-    """The decoder stack without the head: LlamaForCausalLM.model, LlamaForSequenceClassification.model
-    (a bare LlamaModel is its own base_model)."""
+    """The decoder stack without the head: LlamaForCausalLM.model, GPT2LMHeadModel.transformer,
+    LlamaForSequenceClassification.model (a bare LlamaModel is its own base_model)."""
     return hf_model(model).base_model
-
-
-def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Positions that skip left padding, as generate() assigns them. (B, L) -> (B, L) [D01]"""
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
 def last_hidden(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -59,12 +56,12 @@ def _top_layers(decoder: nn.Module, k: int):
     """The decoder with only its layers k.. (the same modules), so that a forward fed with
     inputs_embeds = the inputs of layer k runs just the top of the stack, with the model's own
     mask, rotary and norm code."""
-    full = decoder.layers
-    decoder.layers = nn.ModuleList(list(full)[k:])
+    name, full = decoder_layers(decoder)
+    setattr(decoder, name, nn.ModuleList(list(full)[k:]))
     try:
         yield
     finally:
-        decoder.layers = full
+        setattr(decoder, name, full)
 
 
 def top_hidden(model: nn.Module, layer_inputs: torch.Tensor, attention_mask: torch.Tensor, k: int) -> torch.Tensor:
@@ -101,17 +98,19 @@ def capture_layer_inputs(model: nn.Module, k: int):
     """Collects the hidden states fed to decoder layer k by every forward inside the block, in a
     list (one (B, L_call, H) tensor per call) [D48]."""
     captured: list[torch.Tensor] = []
-    hook = (
-        backbone(model)
-        .layers[k]
-        .register_forward_pre_hook(
-            lambda module, args, kwargs: captured.append(args[0] if args else kwargs["hidden_states"]), with_kwargs=True
-        )
+    hook = decoder_layers(backbone(model))[1][k].register_forward_pre_hook(
+        lambda module, args, kwargs: captured.append(args[0] if args else kwargs["hidden_states"]), with_kwargs=True
     )
     try:
         yield captured
     finally:
         hook.remove()
+
+
+def head_values(value_head: nn.Linear, hidden: torch.Tensor) -> torch.Tensor:
+    """(..., H) hidden states -> (...,) float32 values. The hidden states are cast to the head's dtype:
+    lean's head is a float32 trainable on a bfloat16 base's states [D50]."""
+    return value_head(hidden.to(value_head.weight.dtype)).squeeze(-1).float()
 
 
 class PolicyAndValue(nn.Module):
@@ -121,6 +120,7 @@ class PolicyAndValue(nn.Module):
         super().__init__()
         self.policy = policy
         self.value_head = value_head
+        """Linear(H, 1) with a bias: the critic starts as the reward model, bias included [D49]."""
         self.value_model = value_model
         """None (lean): the value head reads the policy's own hidden states."""
         self.shared_layers = shared_layers
@@ -135,21 +135,20 @@ class PolicyAndValue(nn.Module):
         layer_inputs: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Policy logits divided by the temperature [D14] and values, at the response positions:
-        (B, T, V) and (B, T); `layer_inputs`: see response_hidden."""
+        (B, T, V) and (B, T), float32; `layer_inputs`: see response_hidden."""
         hidden = response_hidden(
             self.policy, query_responses, attention_mask, context_length, layer_inputs, self.shared_layers
         )
         logits = hf_model(self.policy).get_output_embeddings()(hidden).float() / temperature
         if self.value_model is not None:
             hidden = response_hidden(self.value_model, query_responses, attention_mask, context_length)
-        return logits, self.value_head(hidden).squeeze(-1).float()
+        return logits, head_values(self.value_head, hidden)
 
     @torch.no_grad()
     def values(self, query_responses: torch.Tensor, attention_mask: torch.Tensor, context_length: int) -> torch.Tensor:
         """Values alone (standard mode's rollout, where sampling does not produce them). (B, T)"""
         model = self.value_model if self.value_model is not None else self.policy
-        hidden = response_hidden(model, query_responses, attention_mask, context_length)
-        return self.value_head(hidden).squeeze(-1).float()
+        return head_values(self.value_head, response_hidden(model, query_responses, attention_mask, context_length))
 
     @property
     def values_from_policy(self) -> bool:
@@ -158,11 +157,22 @@ class PolicyAndValue(nn.Module):
 
 @dataclass
 class RLModels:
+    """Every model of one PPO run, on one device, and the precision they compute in [D50]."""
+
     trainable: PolicyAndValue
     reference: nn.Module | None
     """The frozen SFT policy; None in lean mode (the policy with its adapter off)."""
     reward: RewardFn
     mode: str
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    """Where every model, generator and tensor of the run lives (the accelerator's device)."""
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+    """The mixed-precision context of the accelerator (a no-op without mixed precision); every
+    forward of the run, rollout and update alike, runs inside it [D50]."""
+    full_precision: bool = True
+    """float32 weights and no autocast: then the log-probs and values computed while sampling equal
+    the update's forward to ~1e-6 and are used as they are [D43]; otherwise the rollout recomputes
+    them with the update's own forward [D50]."""
 
     @torch.no_grad()
     def ref_logprobs(
@@ -193,97 +203,71 @@ class RLModels:
         return self.reference if self.reference is not None else self.trainable.policy
 
 
-def _freeze(model: nn.Module) -> nn.Module:
+def freeze(model: nn.Module) -> nn.Module:
     model.eval()
     model.requires_grad_(False)
     disable_dropout(model)
     return model
 
 
-def value_head_from(score_head: nn.Linear | None, hidden_size: int) -> nn.Linear:
-    """A scalar value head; a copy of the RM's score head when the widths match (so the critic
-    starts as the reward model [D42]), zero otherwise (then it starts at V = 0)."""
-    head = nn.Linear(hidden_size, 1, bias=False)
+def value_head_from(score_head: nn.Linear | None, hidden_size: int, bias: float) -> nn.Linear:
+    """A scalar value head with a bias, float32. With the RM's score head (same width), a copy of it
+    and `bias` = the RM's reward_bias, so the critic starts as the reward model, bias included
+    [D42][D49]; without one (a direct reward, or an RM of another width), zero: V starts at 0."""
+    head = nn.Linear(hidden_size, 1, bias=True)
     with torch.no_grad():
         if score_head is not None and score_head.weight.shape == head.weight.shape:
             head.weight.copy_(score_head.weight.float())
+            head.bias.fill_(bias)
         else:
             head.weight.zero_()
+            head.bias.zero_()
     return head
 
 
-def load_models(
-    rl: RLConfig,
-    sft_path: str,
-    tokenizer,
-    reward: RewardFn,
-    reward_model: nn.Module | None,
-    value_init_path: str | None,
-) -> RLModels:
-    """Build the models of `rl.mode` from the SFT folder. `reward_model` is the frozen RM (its score
-    head seeds the lean value head); `value_init_path` is the RM folder the standard value model
-    starts from (None: start from the SFT backbone with a zero head, e.g. for a direct reward)."""
-    policy = load_causal_lm(sft_path, tokenizer, rl.dtype)
-    policy.config.use_cache = False  # training forwards need no cache; sampling makes its own
-    score_head = getattr(reward_model, "score", None)
-    hidden_size = policy.config.hidden_size
-    if rl.mode == "lean":
-        policy.requires_grad_(False)
-        policy, shared = lean_adapter(policy, rl)
-        disable_dropout(policy)
-        trainable = PolicyAndValue(policy, value_head_from(score_head, hidden_size), None, shared)
-        if shared:
-            _check_top_forward(trainable)
-        return RLModels(trainable, None, reward, "lean")
-    reference = _freeze(load_causal_lm(sft_path, tokenizer, rl.dtype))
-    if value_init_path is not None:
-        from rlaif.reward.model import load_reward_model
+def lora_targets(layer: nn.Module) -> list[str]:
+    """Names of the linear maps of one decoder block, the targets of LoRA's "all-linear":
+    nn.Linear (Llama, SmolLM2) and transformers' Conv1D (GPT-2: c_attn, c_proj, c_fc)."""
+    from transformers.pytorch_utils import Conv1D
 
-        value_model, _ = load_reward_model(value_init_path, rl.dtype)
-        value_model.train()
-        head = value_model.score
-        value_model = backbone(value_model)  # the head lives in PolicyAndValue
-    else:
-        value_model = backbone(load_causal_lm(sft_path, tokenizer, rl.dtype))
-        head = value_head_from(None, hidden_size)
-    disable_dropout(value_model)
-    return RLModels(PolicyAndValue(policy, head, value_model), reference, reward, "standard")
+    return sorted({name.rsplit(".", 1)[-1] for name, m in layer.named_modules() if isinstance(m, (nn.Linear, Conv1D))})
 
 
-def lean_adapter(policy: nn.Module, rl: RLConfig) -> tuple[nn.Module, int]:
+def lean_adapter(policy: nn.Module, settings: RLConfig) -> tuple[nn.Module, int]:
     """The policy with a LoRA adapter on decoder layers k.. only, k = shared_layers x depth [D40][D48]."""
     from peft import LoraConfig, get_peft_model
 
-    layers = backbone(policy).layers
-    k = int(rl.shared_layers * len(layers))
-    targets = rl.lora.target_modules
+    blocks_name, layers = decoder_layers(backbone(policy))
+    k = int(settings.shared_layers * len(layers))
+    targets = settings.lora.target_modules
     if targets == ["all-linear"]:  # peft's shorthand cannot be combined with a layer range
-        targets = sorted({name.rsplit(".", 1)[-1] for name, m in layers[0].named_modules() if isinstance(m, nn.Linear)})
+        targets = lora_targets(layers[0])
     config = LoraConfig(
-        r=rl.lora.r,
-        lora_alpha=rl.lora.alpha,
-        lora_dropout=rl.lora.dropout,
+        r=settings.lora.r,
+        lora_alpha=settings.lora.alpha,
+        lora_dropout=settings.lora.dropout,
         target_modules=targets,
         task_type="CAUSAL_LM",
         layers_to_transform=list(range(k, len(layers))),
-        layers_pattern="layers",
+        layers_pattern=blocks_name,
     )
     return get_peft_model(policy, config), k
 
 
 @torch.no_grad()
-def _check_top_forward(pv: PolicyAndValue) -> None:
+def check_top_forward(policy_value: PolicyAndValue) -> None:
     """Running only the top layers from saved layer inputs must equal the full forward; a model
-    whose forward does more than embed -> layers -> norm (e.g. scales its embeddings) fails here."""
-    ids = torch.arange(3, 11, device=pv.value_head.weight.device).unsqueeze(0)  # (1, 8)
+    whose forward does more than embed -> layers -> norm (e.g. scales its embeddings, or adds
+    position embeddings as GPT-2 does) fails here."""
+    ids = torch.arange(3, 11, device=policy_value.value_head.weight.device).unsqueeze(0)  # (1, 8)
     mask = torch.ones_like(ids)
-    with capture_layer_inputs(pv.policy, pv.shared_layers) as captured:
-        full = last_hidden(pv.policy, ids, mask)
-    top = top_hidden(pv.policy, captured[0], mask, pv.shared_layers)
-    if not torch.allclose(full, top, atol=1e-4, rtol=1e-4):
+    with capture_layer_inputs(policy_value.policy, policy_value.shared_layers) as captured:
+        full = last_hidden(policy_value.policy, ids, mask)
+    top = top_hidden(policy_value.policy, captured[0], mask, policy_value.shared_layers)
+    if not torch.allclose(full.float(), top.float(), atol=1e-4, rtol=1e-4):
         raise ValueError(
-            f"{type(backbone(pv.policy)).__name__}: running the top layers alone does not reproduce the full forward; "
-            "set rl.shared_layers=0 for this model"
+            f"{type(backbone(policy_value.policy)).__name__}: running the top layers alone does not reproduce the "
+            "full forward; set rl.shared_layers=0 for this model"
         )
 
 
@@ -299,14 +283,13 @@ def save_policy(models: RLModels, tokenizer, out: Path) -> None:
 
     policy = models.trainable.policy
     if models.mode == "lean":
-        policy.save_pretrained(
-            out.parent / "adapter", safe_serialization=True, selected_adapters=[policy.active_adapter]
-        )
+        adapter_dir = out.parent / "adapter"
+        policy = merge_adapter(policy, adapter_dir, selected_adapters=[policy.active_adapter])
+        head = models.trainable.value_head
         save_file(
-            {"weight": models.trainable.value_head.weight.detach().contiguous()},
-            str(out.parent / "adapter" / "value_head.safetensors"),
+            {"weight": head.weight.detach().contiguous().cpu(), "bias": head.bias.detach().contiguous().cpu()},
+            str(adapter_dir / "value_head.safetensors"),
         )
-        policy = policy.merge_and_unload()
     policy.config.use_cache = True
     policy.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)

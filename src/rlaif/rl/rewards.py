@@ -5,7 +5,7 @@ responses)` and returns one score per row, (B,). The RM reads the ids (policy an
 tokenizer, as in the reference code), at `last_index`, the EOS or the last token [D03]; its
 `config.reward_bias` is added, as `rlaif.reward.model.score` does [D19]. In lean mode, an RM that was LoRA-trained on the
 SFT model runs as a second adapter on the policy's base (SharedBaseReward). d-RLAIF's direct
-reward is in rlaif.rl.direct.
+reward (DirectReward) asks the rating judge of rlaif.labelers.rating, on any labeler backend.
 """
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from rlaif.config import LabelerSettings
+from rlaif.labelers.rating import RatingJudge
 from rlaif.models import disable_dropout
 from rlaif.reward.model import score as score_texts
-from rlaif.rl.policy import last_hidden
+from rlaif.rl.policy import head_values, last_hidden
 
 
 class RewardModelReward:
@@ -56,8 +58,30 @@ class RewardModelReward:
             sl = slice(start, start + self.batch_size)
             hidden = last_hidden(self.model, query_responses[sl], attention_mask[sl])  # (b, L, H)
             rows = torch.arange(hidden.size(0), device=hidden.device)
-            scores.append(self.model.score(hidden[rows, last_index[sl]]).squeeze(-1).float())  # (b,)
+            scores.append(head_values(self.model.score, hidden[rows, last_index[sl]]))  # (b,)
         return torch.cat(scores) + self.bias
+
+
+class DirectReward:
+    """d-RLAIF as a reward source: the AI labeler's 1-10 rating of each response's text, rescaled
+    to [-1, 1] [D45]. The rating judge is rlaif.labelers.rating; any labeler backend works."""
+
+    def __init__(self, settings: LabelerSettings, judge: RatingJudge | None = None):
+        self.judge = judge if judge is not None else RatingJudge(settings)
+
+    def score_probs(self, prompts: list[str], responses: list[str]) -> torch.Tensor:
+        """(B, 10) probabilities of the scores 1..10."""
+        return self.judge.score_probs(prompts, responses)
+
+    def __call__(
+        self,
+        query_responses: torch.Tensor,
+        attention_mask: torch.Tensor,
+        last_index: torch.Tensor,
+        prompts: list[str],
+        responses: list[str],
+    ) -> torch.Tensor:
+        return self.judge.scores(prompts, responses).to(query_responses.device)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -103,9 +127,11 @@ class SharedBaseReward:
             if f".{REWARD_ADAPTER}." in name:
                 p.requires_grad_(False)
         disable_dropout(policy)
+        # float32 whatever the base's dtype (head_values casts the hidden states to it); placed on the
+        # run's device by rlaif.rl.build with the other frozen models
         self.score = nn.Linear(head.shape[1], 1, bias=False)
         with torch.no_grad():
-            self.score.weight.copy_(head)
+            self.score.weight.copy_(head.float())
         self.score.requires_grad_(False)
         self.bias = float(getattr(rm_config, "reward_bias", 0.0) or 0.0)
 
@@ -132,5 +158,5 @@ class SharedBaseReward:
                 sl = slice(start, start + self.batch_size)
                 hidden = last_hidden(self.policy, query_responses[sl], attention_mask[sl])  # (b, L, H)
                 rows = torch.arange(hidden.size(0), device=hidden.device)
-                scores.append(self.score(hidden[rows, last_index[sl]]).squeeze(-1).float())
+                scores.append(head_values(self.score, hidden[rows, last_index[sl]]))  # (b,)
         return torch.cat(scores) + self.bias

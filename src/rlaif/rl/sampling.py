@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import DynamicCache
 
-from rlaif.rl.policy import backbone, capture_layer_inputs, hf_model
+from rlaif.models import kv_cache_kwargs, position_ids
+from rlaif.rl.policy import backbone, capture_layer_inputs, head_values, hf_model
 
 
 @dataclass
@@ -47,12 +48,16 @@ def sample(
     generator: torch.Generator | None = None,
     value_head: nn.Linear | None = None,
     collect_layer: int = 0,
+    merge_lora: bool = True,
 ) -> Samples:
     """Sample `response_length` tokens after left-padded `queries` (B, Lq) [D01]. temperature 0
     is greedy. Rows keep sampling after their EOS, as the reference does, until every row has one.
-    `collect_layer` > 0 keeps the inputs of that decoder layer (lean's shared layers [D48])."""
+    `generator` must be on the queries' device (torch.multinomial draws there). `collect_layer` > 0
+    keeps the inputs of that decoder layer (lean's shared layers [D48]). `merge_lora`: run each LoRA
+    layer as one merged matmul (exact in float32 only: see merged_lora)."""
     capture = capture_layer_inputs(policy, collect_layer) if collect_layer else contextlib.nullcontext([])
-    with capture as captured, merged_lora(policy):
+    merge = merged_lora(policy) if merge_lora else contextlib.nullcontext()
+    with capture as captured, merge:
         out = _sample(
             policy, queries, query_mask, response_length, temperature, eos_token_id, pad_token_id, generator, value_head
         )
@@ -66,12 +71,16 @@ def merged_lora(model: nn.Module):
     """While sampling, each LoRA layer runs one matmul with W + scale * B @ A, computed once into a
     temporary tensor, instead of peft's three matmuls and its Python per token. Same numbers up to
     float rounding; the base weights are never written, so the reference (adapter off) stays exact.
-    The extra memory (one copy of the adapted weights) is freed on exit. No-op without LoRA. [D43]"""
+    The extra memory (one copy of the adapted weights) is freed on exit. No-op without LoRA. [D43]
+    Only for float32 compute: in bfloat16 (weights or autocast) the merged weight is rounded once
+    more, so a small adapter delta can vanish from it while peft's separate path keeps it, and the
+    samples would come from another policy than the one the update trains [D50]."""
     patched = []
     for module in model.modules():
         base = getattr(module, "base_layer", None)
         if (
             not (hasattr(module, "get_delta_weight") and isinstance(base, nn.Linear))
+            or base.weight.dtype != torch.float32  # see above: peft's own path for a reduced-precision base
             or module.merged
             or module.disable_adapters
         ):
@@ -96,8 +105,9 @@ def _sample(
     lm_head = model.get_output_embeddings()
     B = queries.size(0)
     cache = DynamicCache(config=model.config)
+    cache_kwargs = kv_cache_kwargs(decoder, cache)
     mask = query_mask.long()
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, Lq) as generate() assigns them
+    positions = position_ids(mask)  # (B, Lq) as generate() assigns them
     responses = torch.full((B, response_length), pad_token_id, dtype=torch.long, device=queries.device)
     logprobs = torch.zeros(B, response_length, device=queries.device)
     values = torch.zeros(B, response_length, device=queries.device) if value_head is not None else None
@@ -105,9 +115,7 @@ def _sample(
     input_ids = queries
     steps = response_length
     for t in range(response_length):
-        out = decoder(
-            input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True
-        )
+        out = decoder(input_ids=input_ids, attention_mask=mask, position_ids=positions, **cache_kwargs)
         hidden = out.last_hidden_state[:, -1]  # (B, H): the state before token t
         logits = lm_head(hidden).float()  # (B, V)
         if temperature > 0:
@@ -118,7 +126,7 @@ def _sample(
         responses[:, t] = token[:, 0]
         logprobs[:, t] = torch.log_softmax(logits, dim=-1).gather(-1, token)[:, 0]
         if values is not None:
-            values[:, t] = value_head(hidden).squeeze(-1).float()
+            values[:, t] = head_values(value_head, hidden)
         done |= token[:, 0] == eos_token_id
         if done.all():
             steps = t + 1

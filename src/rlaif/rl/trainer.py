@@ -9,7 +9,7 @@ and DDP averages the gradients. Only rank 0 writes files. Writes into the stage 
 
 from __future__ import annotations
 
-import json
+import contextlib
 import time
 from pathlib import Path
 
@@ -19,6 +19,8 @@ from transformers import get_scheduler
 
 from rlaif.artifacts import is_main_process
 from rlaif.config import RLConfig
+from rlaif.jsonl import AppendLog
+from rlaif.models import encode_left
 from rlaif.rl import NonFiniteLossError
 from rlaif.rl.checkpoint import checkpoint_dirs, load_checkpoint, save_checkpoint
 from rlaif.rl.policy import RLModels
@@ -33,14 +35,22 @@ def _fused_adam_supported(params: list[torch.Tensor]) -> bool:
 
 class PPOTrainer:
     def __init__(
-        self, models: RLModels, tokenizer, prompts: list[dict], rl: RLConfig, out_dir: Path, seed: int, accelerator
+        self,
+        models: RLModels,
+        tokenizer,
+        prompts: list[dict],
+        settings: RLConfig,
+        out_dir: Path,
+        seed: int,
+        accelerator,
     ):
-        self.models, self.tokenizer, self.prompts, self.rl = models, tokenizer, prompts, rl
+        self.models, self.tokenizer, self.prompts, self.settings = models, tokenizer, prompts, settings
         self.out_dir, self.seed, self.acc = Path(out_dir), seed, accelerator
+        self.device = accelerator.device
         self.rank, self.world = accelerator.process_index, accelerator.num_processes
-        self.global_batch = rl.rollout_batch_size * self.world
-        self.num_steps = rl.total_episodes // self.global_batch
-        ppo = rl.ppo
+        self.global_batch = settings.rollout_batch_size * self.world
+        self.num_steps = settings.total_episodes // self.global_batch
+        ppo = settings.ppo
         params = [p for p in models.trainable.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(
             params,
@@ -56,11 +66,12 @@ class PPOTrainer:
             num_training_steps=self.num_steps * ppo.ppo_epochs * ppo.num_minibatches,
         )
         self.model, self.optimizer = accelerator.prepare(models.trainable, optimizer)  # DDP when launched
-        # Explicit generators, one stream per process, saved in checkpoints: a resumed run draws
-        # exactly the samples and minibatch orders an uninterrupted one would [D44].
+        # Explicit generators on the run's device (torch.multinomial draws on the logits' device), one
+        # stream per process, saved in checkpoints: a resumed run draws exactly the samples and
+        # minibatch orders an uninterrupted one would [D44].
         self.generators = {
-            "sample": torch.Generator().manual_seed(seed * 7919 + 2 * self.rank),
-            "shuffle": torch.Generator().manual_seed(seed * 7919 + 2 * self.rank + 1),
+            "sample": torch.Generator(device=self.device).manual_seed(seed * 7919 + 2 * self.rank),
+            "shuffle": torch.Generator(device=self.device).manual_seed(seed * 7919 + 2 * self.rank + 1),
         }
         self.step = 0
         self.ckpt_root = self.out_dir / "checkpoints"
@@ -68,26 +79,20 @@ class PPOTrainer:
     # --- data ---
     def prompts_for(self, step: int) -> list[dict]:
         """This process's share of the global batch of `step`: a fixed function of (seed, step), so
-        nothing about the data order has to be checkpointed. Prompts repeat, reshuffled, once used up."""
+        nothing about the data order has to be checkpointed. Prompts repeat, reshuffled, once used up.
+        Drawn on the CPU on purpose: the same prompts on every device."""
         n = len(self.prompts)
         out = []
-        for i in range(self.rl.rollout_batch_size):
-            g = step * self.global_batch + self.rank * self.rl.rollout_batch_size + i
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed + g // n))
+        for i in range(self.settings.rollout_batch_size):
+            g = step * self.global_batch + self.rank * self.settings.rollout_batch_size + i
+            order_rng = torch.Generator(device="cpu").manual_seed(self.seed + g // n)
+            order = torch.randperm(n, generator=order_rng, device="cpu")
             out.append(self.prompts[order[g % n].item()])
         return out
 
-    def encode(self, records: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
-        side, self.tokenizer.padding_side = self.tokenizer.padding_side, "left"  # [D01]
-        batch = self.tokenizer(
-            [r["prompt"] for r in records], return_tensors="pt", padding=True, add_special_tokens=False
-        )
-        self.tokenizer.padding_side = side
-        return batch.input_ids.to(self.acc.device), batch.attention_mask.to(self.acc.device)
-
     # --- loop ---
     def resume(self) -> int | None:
-        """Load the newest complete checkpoint, if any, and drop log lines written after it."""
+        """Load the newest complete checkpoint, if any (train() then drops log lines written after it)."""
         dirs = checkpoint_dirs(self.ckpt_root)
         if not dirs:
             return None
@@ -100,66 +105,76 @@ class PPOTrainer:
             self.rank,
             self.world,
         )
-        if is_main_process():
-            for name in ("metrics.jsonl", "samples.jsonl"):
-                path = self.out_dir / name
-                if path.exists():
-                    rows = [r for r in read_log(path) if r["step"] <= self.step]
-                    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
         return self.step
+
+    @contextlib.contextmanager
+    def _open_logs(self):
+        """(metrics log, samples log) of rank 0, opened for appending, (None, None) elsewhere. Rows of
+        steps after self.step (written by a run killed after its last checkpoint) are dropped first,
+        so a resumed run's logs equal an uninterrupted run's [D44]."""
+        if not is_main_process():
+            yield None, None
+            return
+        keep = lambda row: row["step"] <= self.step
+        with (
+            AppendLog(self.out_dir / "metrics.jsonl", keep=keep) as metrics_log,
+            AppendLog(self.out_dir / "samples.jsonl", keep=keep) as samples_log,
+        ):
+            yield metrics_log, samples_log
 
     def train(self, max_steps: int | None = None) -> dict:
         """Run PPO steps until the end (or `max_steps` more of them); returns the last step's metrics."""
         end = self.num_steps if max_steps is None else min(self.num_steps, self.step + max_steps)
         bar = tqdm(total=self.num_steps, initial=self.step, desc="ppo", unit="step", disable=not is_main_process())
         last: dict = {}
-        while self.step < end:
-            t0 = time.time()
-            records = self.prompts_for(self.step)
-            queries, query_mask = self.encode(records)
-            self.model.eval()
-            r = rollout(
-                self.models,
-                self.tokenizer,
-                queries,
-                query_mask,
-                [x["prompt"] for x in records],
-                self.rl,
-                self.generators["sample"],
-            )
-            t1 = time.time()
-            try:
-                stats = ppo_update(
-                    self.model,
-                    self.optimizer,
-                    self.scheduler,
-                    self.acc,
-                    r,
-                    self.rl,
-                    self.generators["shuffle"],
-                    self.step,
+        with self._open_logs() as (metrics_log, samples_log):
+            while self.step < end:
+                t0 = time.time()
+                records = self.prompts_for(self.step)
+                batch = encode_left(self.tokenizer, [x["prompt"] for x in records], self.device)  # [D01]
+                self.model.eval()
+                rollout_batch = rollout(
+                    self.models,
+                    self.tokenizer,
+                    batch.input_ids,
+                    batch.attention_mask,
+                    [x["prompt"] for x in records],
+                    self.settings,
+                    self.generators["sample"],
                 )
-            except NonFiniteLossError as e:
-                dirs = checkpoint_dirs(self.ckpt_root)
-                kept = f"last good checkpoint kept: {dirs[-1]}" if dirs else "no checkpoint was saved before it"
-                raise NonFiniteLossError(f"{e}; {kept}") from None
-            self.step += 1
-            last = self._log(r, stats, records, t0, t1, time.time())
-            bar.update(1)
-            bar.set_postfix(score=f"{last['objective/scores']:.3f}", kl=f"{last['objective/kl']:.3f}")
-            if self.step % self.rl.save_steps == 0 and self.step < self.num_steps:
-                self._check_trainable_finite()
-                save_checkpoint(
-                    self.ckpt_root,
-                    self.step,
-                    self.acc.unwrap_model(self.model),
-                    self.optimizer,
-                    self.scheduler,
-                    self.generators,
-                    self.rank,
-                    self.world,
-                    self.rl.save_total_limit,
-                )
+                t1 = time.time()
+                try:
+                    stats = ppo_update(
+                        self.model,
+                        self.optimizer,
+                        self.scheduler,
+                        self.acc,
+                        rollout_batch,
+                        self.settings,
+                        self.generators["shuffle"],
+                        self.step,
+                    )
+                except NonFiniteLossError as e:
+                    dirs = checkpoint_dirs(self.ckpt_root)
+                    kept = f"last good checkpoint kept: {dirs[-1]}" if dirs else "no checkpoint was saved before it"
+                    raise NonFiniteLossError(f"{e}; {kept}") from None
+                self.step += 1
+                last = self._log(rollout_batch, stats, records, t0, t1, time.time(), metrics_log, samples_log)
+                bar.update(1)
+                bar.set_postfix(score=f"{last['objective/scores']:.3f}", kl=f"{last['objective/kl']:.3f}")
+                if self.step % self.settings.save_steps == 0 and self.step < self.num_steps:
+                    self._check_trainable_finite()
+                    save_checkpoint(
+                        self.ckpt_root,
+                        self.step,
+                        self.acc.unwrap_model(self.model),
+                        self.optimizer,
+                        self.scheduler,
+                        self.generators,
+                        self.rank,
+                        self.world,
+                        self.settings.save_total_limit,
+                    )
         bar.close()
         return last
 
@@ -169,23 +184,31 @@ class PPOTrainer:
                 raise NonFiniteLossError(f"parameter {name} is not finite after PPO step {self.step}; not checkpointed")
 
     # --- logging ---
-    def _log(self, r: Rollout, stats: dict, records: list[dict], t0: float, t1: float, t2: float) -> dict:
-        mask = (~r.padding_mask).float()
+    def _log(
+        self,
+        batch: Rollout,
+        stats: dict,
+        records: list[dict],
+        t0: float,
+        t1: float,
+        t2: float,
+        metrics_log: AppendLog | None,
+        samples_log: AppendLog | None,
+    ) -> dict:
+        mask = (~batch.padding_mask).float()
         local = {  # per-episode quantities, averaged over every process's episodes
-            "objective/scores": r.scores,
-            "objective/raw_scores": r.raw_scores,
-            "objective/kl": r.kl.sum(1),
-            "objective/non_score_reward": (-self.rl.kl_coef * r.kl).sum(1),
-            "objective/rlhf_reward": r.scores - self.rl.kl_coef * r.kl.sum(1),
+            "objective/scores": batch.scores,
+            "objective/raw_scores": batch.raw_scores,
+            "objective/kl": batch.kl.sum(1),
+            "objective/non_score_reward": (-self.settings.kl_coef * batch.kl).sum(1),
+            "objective/rlhf_reward": batch.scores - self.settings.kl_coef * batch.kl.sum(1),
             "response/length": mask.sum(1),
-            "response/eos_rate": (r.responses == self.tokenizer.eos_token_id).any(1).float(),
-            "val/values": (r.values * mask).sum(1) / mask.sum(1),
-            "val/returns": (r.returns * mask).sum(1) / mask.sum(1),
+            "response/eos_rate": (batch.responses == self.tokenizer.eos_token_id).any(1).float(),
+            "val/values": (batch.values * mask).sum(1) / mask.sum(1),
+            "val/returns": (batch.returns * mask).sum(1) / mask.sum(1),
         }
         row = {k: self.acc.gather(v.float()).mean().item() for k, v in local.items()}
-        summed = self.acc.reduce(
-            torch.tensor([stats[k] for k in sorted(stats)], device=self.acc.device), reduction="mean"
-        )
+        summed = self.acc.reduce(torch.tensor([stats[k] for k in sorted(stats)], device=self.device), reduction="mean")
         row.update(dict(zip(sorted(stats), summed.tolist())))
         row.update(
             {
@@ -197,32 +220,19 @@ class PPOTrainer:
                 "time/episodes_per_second": self.global_batch / (t2 - t0),
             }
         )
-        if is_main_process():
-            with open(self.out_dir / "metrics.jsonl", "a") as fh:
-                fh.write(json.dumps(row) + "\n")
-            if self.step % self.rl.sample_steps == 0 or self.step == 1:
-                with open(self.out_dir / "samples.jsonl", "a") as fh:
-                    for i in range(min(self.rl.num_samples, len(records))):
-                        fh.write(
-                            json.dumps(
-                                {
-                                    "step": self.step,
-                                    "id": records[i]["id"],
-                                    "prompt": records[i]["prompt"],
-                                    "response": r.texts[i],
-                                    "ended_with_eos": bool((r.responses[i] == self.tokenizer.eos_token_id).any()),
-                                    "score": r.raw_scores[i].item(),
-                                    "kl": r.kl[i].sum().item(),
-                                },
-                                ensure_ascii=False,
-                            )
-                            + "\n"
-                        )
+        if metrics_log is not None:
+            metrics_log.append(row)
+        if samples_log is not None and (self.step % self.settings.sample_steps == 0 or self.step == 1):
+            for i in range(min(self.settings.num_samples, len(records))):
+                samples_log.append(
+                    {
+                        "step": self.step,
+                        "id": records[i]["id"],
+                        "prompt": records[i]["prompt"],
+                        "response": batch.texts[i],
+                        "ended_with_eos": bool((batch.responses[i] == self.tokenizer.eos_token_id).any()),
+                        "score": batch.raw_scores[i].item(),
+                        "kl": batch.kl[i].sum().item(),
+                    }
+                )
         return row
-
-
-def read_log(path: Path) -> list[dict]:
-    """Rows of a JSONL log that a kill may have cut mid-line (the partial last line is dropped)."""
-    text = path.read_text()
-    complete = text[: text.rfind("\n") + 1]
-    return [json.loads(line) for line in complete.splitlines() if line.strip()]

@@ -64,9 +64,9 @@ def run_stage(stage: Stage, cfg: PipelineConfig, force: bool = False, **options)
     if options:
         module.run(StageContext(cfg, rundir, stage, None, options))
         return True
-    section = getattr(cfg, stage.section) if stage.section else None
+    section = stage.hashed_settings(cfg)
     upstream = stage.upstream_of(cfg)
-    fingerprint = rundir.fingerprint(stage.name, section, upstream, stage.data_of(cfg), stage.settings_of(cfg))
+    fingerprint = rundir.fingerprint(stage.name, section, upstream, stage.data_of(cfg))
     if not force and rundir.is_fresh(stage.name, fingerprint):
         print(
             f"[rlaif] {stage.name}: up to date in {rundir.stage_dir(stage.name)}, skipped (--force reruns it)",

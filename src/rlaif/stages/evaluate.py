@@ -18,7 +18,6 @@ import gc
 import json
 import time
 
-import torch
 from tqdm.auto import tqdm
 
 from rlaif import pipeline
@@ -28,7 +27,7 @@ from rlaif.evaluation.metrics import comparison_metrics, judge_position_bias, sy
 from rlaif.evaluation.summaries import generation_settings, greedy_summaries
 from rlaif.jsonl import AppendLog, read_jsonl
 from rlaif.labelers.eval_judge import eval_prompt, judge_pairs
-from rlaif.models import load_tokenizer
+from rlaif.models import compute_device, load_tokenizer
 from rlaif.pipeline import REFERENCE
 from rlaif.stages import StageContext
 from rlaif.tracking import start_tracking
@@ -42,7 +41,7 @@ def run(ctx: StageContext) -> dict:
         return {}
     cfg, settings = ctx.cfg, ctx.section
     t0 = time.time()
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = compute_device()
     tokenizer = load_tokenizer(str(ctx.artifact("sft", "model")), padding_side="left")
     records = eval_records(cfg, tokenizer, settings.max_posts)
     ids = [r["id"] for r in records]

@@ -18,7 +18,7 @@ from rlaif.data import format_prompt, pool_split, prompt_pool, truncate_post
 from rlaif.evaluation.stats import mean_or_none
 from rlaif.generation import generate
 from rlaif.jsonl import AppendLog
-from rlaif.models import load_causal_lm, load_tokenizer
+from rlaif.models import compute_device, load_causal_lm, load_tokenizer
 from rlaif.stages import StageContext
 
 
@@ -34,9 +34,7 @@ def run(ctx: StageContext) -> dict:
         done = {r["id"] for r in log.rows}
         todo = [(i, post) for i, post in enumerate(posts) if post["id"] not in done]
         if todo:
-            model = load_causal_lm(model_dir, tokenizer, settings.dtype)
-            if torch.cuda.is_available():
-                model.to("cuda")
+            model = load_causal_lm(model_dir, tokenizer, settings.dtype).to(compute_device())
             batches = range(0, len(todo), settings.batch_size)
             for start in tqdm(batches, desc="pairs", unit="batch"):
                 log.extend(_sample_batch(model, tokenizer, todo[start : start + settings.batch_size], cfg))

@@ -25,13 +25,13 @@ from rlaif.data import fit_prompt, parse_prompt
 from rlaif.data.splits import HumanSplit, human_split
 from rlaif.evaluation.agreement import agreement_on_comparisons, calibration, reward_model_extras
 from rlaif.jsonl import write_jsonl
-from rlaif.models import load_causal_lm, load_tokenizer, merge_adapter, save_model
+from rlaif.models import compute_device, load_causal_lm, load_tokenizer, merge_adapter, save_model
 from rlaif.reward.data import (
-    comparison_pairs,
     human_pairs,
     label_pairs,
     reference_pairs,
     reference_records,
+    rlhf_human_pairs,
     sample_for_references,
     split_pairs,
 )
@@ -125,12 +125,8 @@ def _training_pairs(ctx: StageContext, settings: RewardConfig, tokenizer, split:
         pairs, undecided = label_pairs(ctx.artifact("label", "labels.jsonl"))
         return pairs, {"undecided_dropped": undecided}
     if settings.source == "human":
-        max_tokens, held = cfg.data.max_prompt_tokens, split.heldout_posts
-        if settings.comparisons:  # the held-out posts are left out here too, whatever the files are [H02]
-            return human_pairs(tokenizer, settings.comparisons, settings.min_strength, max_tokens, held)
-        pairs, dropped = comparison_pairs(tokenizer, split.train, settings.min_strength, max_tokens, held)
-        return pairs, {"human_split": split.report, **dropped}
-    policy = load_causal_lm(str(ctx.artifact("sft", "model")), tokenizer)
+        return rlhf_human_pairs(cfg, tokenizer, settings.comparisons, settings.min_strength)
+    policy = load_causal_lm(str(ctx.artifact("sft", "model")), tokenizer).to(compute_device())
     samples = sample_for_references(
         policy,
         tokenizer,
@@ -295,6 +291,7 @@ def evaluate_only(ctx: StageContext) -> dict:
         raise FileNotFoundError(f"no reward model in {path}: run `rlaif reward CONFIG` first or set {stage}.eval_model")
     t0 = time.time()
     model, tokenizer = load_reward_model(str(path), settings.dtype)
+    model.to(compute_device())
     metrics = {"model": str(path), "comparisons": [ds.path for ds in settings.eval_comparisons]}
     metrics.update(
         _human_metrics(

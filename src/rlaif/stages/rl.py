@@ -5,11 +5,12 @@ RLAIF arm's reward_source `direct`); prompts are rl.prompts, else the prompt poo
 pairs.num_posts on (posts the RM never trained on; rlaif.data.splits). Writes <stage>/{model/
 (plain HF folder), adapter/ (lean), metrics.jsonl, samples.jsonl, heldout.jsonl, metrics.json};
 checkpoints/ while it runs (removed once model/ is saved; a rerun of a killed run resumes from the
-newest). The PPO itself is rlaif.rl.
+newest). The models come from rlaif.rl.build, the PPO itself is rlaif.rl.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 
@@ -17,12 +18,15 @@ import torch
 
 from rlaif.artifacts import barrier, is_main_process
 from rlaif.config import PipelineConfig
+from rlaif.config.validate import MIXED_PRECISION_ENV
 from rlaif.data import eval_records, policy_posts, prompt_records
 from rlaif.jsonl import read_complete, write_jsonl
-from rlaif.models import load_tokenizer
+from rlaif.models import compute_device, load_tokenizer
 from rlaif.pipeline import uses_direct_reward
+from rlaif.rl.build import build_rl_models
 from rlaif.rl.heldout import heldout_kl, heldout_summaries
-from rlaif.rl.policy import load_models, save_policy
+from rlaif.rl.policy import save_policy
+from rlaif.rl.rewards import SharedBaseReward
 from rlaif.rl.trainer import PPOTrainer
 from rlaif.stages import StageContext
 from rlaif.tracking import log_rows
@@ -36,53 +40,36 @@ def rl_prompts(cfg: PipelineConfig, tokenizer) -> list[dict]:
     ]
 
 
-def _reward(ctx: StageContext, tokenizer, sft_path: str):
-    """(reward fn or None, RM module or None, RM folder or None, shared RM adapter or None).
-    None as reward fn: lean mode runs the RM's LoRA adapter on the policy's base (set up after
-    the models are built)."""
-    cfg, rl = ctx.cfg, ctx.section
-    if uses_direct_reward(cfg, ctx.stage):
-        from rlaif.rl.direct import DirectReward
+def rl_accelerator():
+    """The stage's Accelerator [D50]: its device is where every model, generator and tensor of the
+    run lives (cpu=True gives gloo on a CPU-only machine, or under RLAIF_DEVICE=cpu; under
+    `accelerate launch` each process gets its own GPU), and its mixed precision is the one the launch
+    asked for (ACCELERATE_MIXED_PRECISION, which `accelerate launch --mixed_precision` sets; `no`
+    otherwise). accelerate keeps one state per process and a plain Accelerator() inherits it: in a
+    single-process `rlaif run`, the sft and reward stages' Trainers have set it to their own
+    precision (bf16 when their dtype is bfloat16), so a state of another precision is reset first."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
-        return DirectReward(rl.direct_labeler or cfg.label.labeler), None, None, None
-    from rlaif.reward.model import load_reward_model
-    from rlaif.rl.rewards import RewardModelReward, shared_base_adapter
-
-    path = str(ctx.artifact(ctx.stage.reward, "model"))
-    if rl.mode == "lean" and (adapter := shared_base_adapter(path, sft_path)) is not None:
-        return None, None, path, adapter
-    rm, rm_tokenizer = load_reward_model(path, rl.dtype)
-    rm.requires_grad_(False)
-    return RewardModelReward(rm, rm_tokenizer, tokenizer, rl.forward_batch_size), rm, path, None
-
-
-def _share_reward(models, rm_path: str, adapter, batch_size: int) -> None:
-    """Lean mode with a LoRA RM on the same base: the RM becomes a second adapter [D40] and its
-    score head seeds the value head [D42]."""
-    from transformers import AutoConfig
-
-    from rlaif.rl.rewards import SharedBaseReward
-
-    models.reward = SharedBaseReward(models.trainable.policy, adapter, AutoConfig.from_pretrained(rm_path), batch_size)
-    with torch.no_grad():
-        models.trainable.value_head.weight.copy_(models.reward.score.weight)
+    mixed_precision = os.environ.get(MIXED_PRECISION_ENV, "no").lower()
+    earlier = AcceleratorState._shared_state.get("_mixed_precision")
+    if earlier is not None and earlier != mixed_precision and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        AcceleratorState._reset_state()
+    return Accelerator(cpu=compute_device().type == "cpu", mixed_precision=mixed_precision)
 
 
 def run(ctx: StageContext) -> dict:
-    from accelerate import Accelerator
-
-    cfg, rl, stage = ctx.cfg, ctx.section, ctx.stage.name
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())  # cpu=True: gloo on a CPU-only machine
+    cfg, settings, stage = ctx.cfg, ctx.section, ctx.stage.name
+    accelerator = rl_accelerator()
     t0 = time.time()
-    sft_path = str(ctx.artifact("sft", "model"))
-    tokenizer = load_tokenizer(sft_path, padding_side="left")
+    sft_dir = str(ctx.artifact("sft", "model"))
+    tokenizer = load_tokenizer(sft_dir, padding_side="left")
     prompts = rl_prompts(cfg, tokenizer)
-    reward, rm, rm_path, shared_adapter = _reward(ctx, tokenizer, sft_path)
+    direct_labeler = _direct_settings(ctx)
+    reward_model_dir = None if direct_labeler is not None else str(ctx.artifact(ctx.stage.reward, "model"))
     torch.manual_seed(cfg.seed)  # LoRA and head initialisation: the same on every process
-    models = load_models(rl, sft_path, tokenizer, reward, rm, rm_path)
-    if shared_adapter is not None:
-        _share_reward(models, rm_path, shared_adapter, rl.forward_batch_size)
-    trainer = PPOTrainer(models, tokenizer, prompts, rl, ctx.dir, cfg.seed, accelerator)
+    models = build_rl_models(settings, sft_dir, reward_model_dir, direct_labeler, tokenizer, accelerator)
+    trainer = PPOTrainer(models, tokenizer, prompts, settings, ctx.dir, cfg.seed, accelerator)
     resumed_at = trainer.resume() if ctx.resumed else None
     if resumed_at is not None and is_main_process():
         print(f"[rlaif] {stage}: resuming after PPO step {resumed_at}", flush=True)
@@ -91,9 +78,13 @@ def run(ctx: StageContext) -> dict:
     train_seconds = time.time() - train_t0
 
     metrics = {
-        "mode": rl.mode,
-        "reward_source": "direct" if uses_direct_reward(cfg, ctx.stage) else "reward_model",
-        "reward_model": "adapter on the policy's base" if shared_adapter is not None else rm_path,
+        "mode": settings.mode,
+        "reward_source": "direct" if direct_labeler is not None else "reward_model",
+        "reward_model": "adapter on the policy's base"
+        if isinstance(models.reward, SharedBaseReward)
+        else reward_model_dir,
+        "device": str(accelerator.device),
+        "precision": {"dtype": settings.dtype, "mixed_precision": accelerator.mixed_precision},
         "steps": trainer.num_steps,
         "episodes": trainer.num_steps * trainer.global_batch,
         "processes": accelerator.num_processes,
@@ -106,13 +97,23 @@ def run(ctx: StageContext) -> dict:
         "last_step": last,
     }
     if is_main_process():
-        records = eval_records(cfg, tokenizer, rl.heldout_posts) if rl.heldout_posts and cfg.data.eval else []
+        records = (
+            eval_records(cfg, tokenizer, settings.heldout_posts) if settings.heldout_posts and cfg.data.eval else []
+        )
         # the KL check samples from the policy in memory, before save_policy merges its adapter
-        kls = heldout_kl(models, tokenizer, records, rl, cfg.seed) if records else []
+        kls = heldout_kl(models, tokenizer, records, settings, cfg.seed) if records else []
         save_policy(models, tokenizer, ctx.dir / "model")
         if records:
             summary, rows = heldout_summaries(
-                records, kls, tokenizer, rl, sft_path, str(ctx.dir / "model"), rm_path, _direct_settings(ctx)
+                records,
+                kls,
+                tokenizer,
+                settings,
+                sft_dir,
+                str(ctx.dir / "model"),
+                reward_model_dir,
+                direct_labeler,
+                accelerator.device,
             )
             metrics.update(summary)
             write_jsonl(ctx.dir / "heldout.jsonl", rows)
