@@ -40,7 +40,7 @@ def stage_help(stage: pipeline.Stage) -> str:
     lines = [f"Fields of section `{stage.section}` (override with --set {stage.section}.FIELD=VALUE):"]
     lines += describe(section_cls, f"{stage.section}.")
     lines += ["", "Shared fields of section `data`:"] + describe(DataConfig, "data.")
-    if any(s.settings is not None for s in pipeline.commands()[stage.cli]):  # stages measured against people
+    if any(pipeline.reads_human_split(s) for s in pipeline.commands()[stage.cli]):  # stages measured against people
         lines += ["", "Shared fields of section `human`:"] + describe(HumanComparisonsConfig, "human.")
     return "\n".join(lines)
 

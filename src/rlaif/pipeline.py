@@ -141,6 +141,11 @@ def _human_settings(cfg: PipelineConfig, stage: Stage) -> dict[str, Any]:
     }
 
 
+def reads_human_split(stage: Stage) -> bool:
+    """Whether the stage reads the `human` section (its split trains or measures it) [H02]."""
+    return stage.reads in (_human_settings, _dpo_reads)
+
+
 def _measures_people(cfg: PipelineConfig) -> bool:
     return bool(cfg.label.alignment_summarize or cfg.label.alignment_dialogue or cfg.human.comparisons)
 
