@@ -161,6 +161,11 @@ def test_report_sets_every_judge_against_people_and_each_policy_against_sft_per_
     ):
         assert row in section, row
     assert "measured on other rows" not in section and "score std" in section
+    # human.labeler_max_heldout: the labeler alone on 12 rows, the shared 8 first
+    wide = labeler["agreement_on_labeler_rows"]
+    assert wide["rows"] == 12 and wide["rows_id"] != blocks[0]["rows_id"]
+    assert wide["all_rows"]["length_baseline"]["n"] == 12 and "position_bias" in wide
+    assert "AI labeler (tiny-random) on 12 held-out comparisons" in section
     versus = json.loads((run / "eval" / "metrics.json").read_text())["versus_sft"]
     assert set(versus) == {"rl", "rl_rlhf"}
     assert set(versus["rl"]) == {"n", "rm_score/reward", "rm_score/reward_rlhf", "rouge_l"}

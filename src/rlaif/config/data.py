@@ -96,6 +96,11 @@ class HumanComparisonsConfig:
     max_heldout: int | None = None
     """Measure on at most this many held-out comparisons, the first in the split's (random) post
     order; the rest of the held-out posts are still never trained on. None = all."""
+    labeler_max_heldout: int | None = None
+    """The AI labeler (stage label_alignment) is measured on at most this many held-out comparisons,
+    in the same order: the first max_heldout of them are the rows every judge shares, the rest give
+    its alignment a narrower interval (the labeler is cheaper per row than scoring with two reward
+    models). None = max_heldout (the shared rows only); at least max_heldout when both are set."""
     high_confidence_strength: int = 3
     """The high-confidence subset, reported beside every figure: strength |confidence - 5| >= this
     (3: confidence <= 2 or >= 8, 549 of batch 13's 1,097 rows). [H01]"""

@@ -96,6 +96,12 @@ def _validate_human(cfg: PipelineConfig) -> None:
         raise ConfigError(f"human.heldout_fraction: must be in (0, 1], got {human.heldout_fraction}")
     if human.max_heldout is not None and human.max_heldout <= 0:
         raise ConfigError(f"human.max_heldout: must be positive, got {human.max_heldout}")
+    wider = human.labeler_max_heldout
+    if wider is not None and (human.max_heldout is None or wider < human.max_heldout):
+        raise ConfigError(
+            f"human.labeler_max_heldout: {wider} must be at least human.max_heldout ({human.max_heldout}, "
+            "None = all held-out rows): the labeler's rows start with the rows every judge shares"
+        )
     if not 1 <= human.high_confidence_strength <= 4:
         raise ConfigError(
             f"human.high_confidence_strength: a strength |confidence - 5| is 1-4, got {human.high_confidence_strength}"

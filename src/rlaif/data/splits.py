@@ -86,6 +86,9 @@ class HumanSplit:
     heldout_posts: set[str] = field(default_factory=set)
     """Every held-out post id, measured or not: nothing trains on these."""
     report: dict = field(default_factory=dict)
+    labeler_heldout: list[dict] = field(default_factory=list)
+    """The rows the AI labeler is measured on (at most human.labeler_max_heldout): `heldout` first,
+    then further held-out rows in the same order."""
 
 
 def post_rank(seed: int, post_id: str) -> str:
@@ -114,6 +117,8 @@ def human_split(cfg: PipelineConfig) -> HumanSplit:
     rows = list(load_comparisons(human.comparisons, report))
     train, heldout, held = split_by_post(rows, human.heldout_fraction, cfg.seed)
     measured = heldout[: human.max_heldout] if human.max_heldout is not None else heldout
+    wider = human.labeler_max_heldout
+    labeler_rows = heldout[:wider] if wider is not None else measured
     return HumanSplit(
         train,
         measured,
@@ -125,7 +130,9 @@ def human_split(cfg: PipelineConfig) -> HumanSplit:
             "heldout_posts": len(held),
             "heldout_comparisons": len(heldout),
             "measured_comparisons": len(measured),
+            "labeler_comparisons": len(labeler_rows),
             "skipped_bad_rows": report.skipped_bad,
             "duplicate_rows": report.duplicates,
         },
+        labeler_rows,
     )

@@ -324,6 +324,21 @@ def agreement_section(doc: Doc, cfg: PipelineConfig, rundir: RunDir, manifest: d
         )
     for note in notes:
         doc.note(note, warn="other rows" in note)
+    for name, _, m in judges:
+        wide = m.get("agreement_on_labeler_rows")
+        if wide:  # human.labeler_max_heldout: the labeler alone on more held-out rows
+            bias = wide.get("position_bias") or {}
+            doc.p(
+                f"{name} on {wide['rows']} held-out comparisons ({wide['posts']} posts; the rows above and further "
+                f"ones, human.labeler_max_heldout): accuracy {_figure(wide['all_rows']['accuracy'])} (alignment on "
+                f"the {wide['answered']} decided: {_figure(wide['accuracy'])}), length baseline on the same rows "
+                f"{_figure(wide['all_rows']['length_baseline'])}; length-matched "
+                f"{_figure(wide['length_matched']['accuracy'], with_n=True)} against "
+                f"{_figure(wide['length_matched']['length_baseline'])}; length-balanced "
+                f"{_figure(wide['length_balanced'])}; high confidence "
+                f"{_figure(wide['subsets']['high_confidence']['accuracy'], with_n=True)}; verdict flips when the order "
+                f"is swapped {fmt(bias.get('flip_rate'))}, answers choosing the first slot {fmt(bias.get('first_rate'))}."
+            )
     extra = []
     for name, a, m in judges:
         if "score_std" in a:

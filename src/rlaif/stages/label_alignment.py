@@ -96,22 +96,27 @@ def _judge(ctx: StageContext, labeler, task: str, pairs: list[dict], file: str |
 
 def _judge_heldout(ctx: StageContext, labeler, split: HumanSplit) -> dict:
     """The labeler on the held-out human comparisons, each distinct pair judged once (a pair several
-    workers compared is one question to the labeler) and scored against every worker's choice [H03]."""
-    cfg, human = ctx.cfg, ctx.cfg.human
+    workers compared is one question to the labeler) and scored against every worker's choice [H03].
+    `agreement_with_people` is on the rows every judge shares (split.heldout, the report's table);
+    with human.labeler_max_heldout above them, `agreement_on_labeler_rows` is on all the labeler's
+    rows (split.labeler_heldout, which start with the shared ones)."""
+    cfg = ctx.cfg
     tokenizer = load_tokenizer(cfg.sft.model)  # the policy's tokenizer cut the pairs `label` labels
+    rows = split.labeler_heldout or split.heldout
     pairs: dict[str, dict] = {}
     pair_of_row = []
-    for row in split.heldout:
+    for row in rows:
         pair = distinct_pair(row, fit_prompt(tokenizer, row["prompt"], cfg.data.max_prompt_tokens))
         pairs.setdefault(pair["id"], pair)
         pair_of_row.append(pair["id"])
     records, run_stats, prompt = _judge(ctx, labeler, "summarize", list(pairs.values()), HELDOUT)
     by_id = {r["id"]: r for r in records}
     p_chosen = []
-    for row, pid in zip(split.heldout, pair_of_row):
+    for row, pid in zip(rows, pair_of_row):
         record = by_id.get(pid)
         p_chosen.append(np.nan if record is None else chosen_probability(record, row["chosen"]))
     p_chosen = np.array(p_chosen, dtype=float)
+    shared = len(split.heldout)  # the labeler's rows start with the shared ones (data.splits.human_split)
     result = {
         **label_metrics(records),
         **run_info(run_stats, labeler, prompt),
@@ -121,25 +126,37 @@ def _judge_heldout(ctx: StageContext, labeler, split: HumanSplit) -> dict:
         "alignment_with_humans": alignment(
             [{"p_a": None if np.isnan(p) else float(p), "human_choice": "a"} for p in p_chosen]
         ),
-        "agreement_with_people": agreement_on_comparisons(
-            split.heldout,
-            p_chosen,
-            human.high_confidence_strength,
-            human.one_sided_min_confidence,
-            human.length_match_chars,
-            human.bootstrap_samples,
-            cfg.seed,
+        "agreement_with_people": _agreement_block(
+            ctx,
+            split,
+            rows[:shared],
+            p_chosen[:shared],
+            [by_id[i] for i in dict.fromkeys(pair_of_row[:shared]) if i in by_id],
         ),
     }
-    result["agreement_with_people"].update(
-        {
-            "position_bias": order_position_bias(records),
-            "calibration": calibration(p_chosen),
-            "split": split.report,
-        }
-    )
+    if len(rows) > shared:
+        result["agreement_on_labeler_rows"] = _agreement_block(ctx, split, rows, p_chosen, records)
     print_summary(f"alignment {HELDOUT}", result, ctx.dir / f"{HELDOUT}.jsonl")
     return result
+
+
+def _agreement_block(ctx: StageContext, split: HumanSplit, rows: list[dict], p_chosen: np.ndarray, records) -> dict:
+    """agreement_on_comparisons of the labeler on `rows`, with the position bias of the distinct
+    pairs behind them (`records`) and the calibration of its soft label against the human choice."""
+    human = ctx.cfg.human
+    block = agreement_on_comparisons(
+        rows,
+        p_chosen,
+        human.high_confidence_strength,
+        human.one_sided_min_confidence,
+        human.length_match_chars,
+        human.bootstrap_samples,
+        ctx.cfg.seed,
+    )
+    block.update(
+        {"position_bias": order_position_bias(records), "calibration": calibration(p_chosen), "split": split.report}
+    )
+    return block
 
 
 def distinct_pair(row: dict, prompt: str) -> dict:
