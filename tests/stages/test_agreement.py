@@ -110,3 +110,23 @@ def test_comparisons_named_directly_never_train_on_a_held_out_post(tmp_path):
     held = human_split(cfg).report["heldout_comparisons"]
     assert metrics["heldout_posts_left_out"] == held and metrics["examples"] == 40 - held
     assert metrics["agreement_with_people"]["heldout_rows_on_trained_posts"] == 0
+
+
+def test_dpo_rlhf_learns_from_the_reward_models_human_pairs_and_never_from_a_held_out_post():
+    """dpo_rlhf with no comparisons of its own trains on what reward_rlhf trains on: the training part
+    of human.comparisons, with reward_rlhf.min_strength [H02]."""
+    from rlaif.models import load_tokenizer
+    from rlaif.pipeline import has_human_comparisons
+    from rlaif.stages.dpo import human_comparison_pairs
+
+    cfg = load_config(CONFIG, ["reward_rlhf.source=human", "reward_rlhf.min_strength=3", "dpo={arms: [rlhf]}"])
+    assert has_human_comparisons(cfg)
+    split = human_split(cfg)
+    pairs, report = human_comparison_pairs(cfg, load_tokenizer(cfg.sft.model))
+    strong = [r for r in split.train if r["strength"] is not None and r["strength"] >= 3]
+    assert 0 < len(pairs) == len(strong) < len(split.train)
+    assert report["human_split"] == split.report
+    assert {p["id"] for p in pairs} == {r["id"] for r in strong}  # none of a held-out post
+    assert sorted(p["summary_a"] for p in pairs) == sorted(r["chosen"] for r in strong) and {
+        p["p_a"] for p in pairs
+    } == {1}
