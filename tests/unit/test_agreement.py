@@ -153,3 +153,24 @@ def test_agreement_on_comparison_records_subsets_and_rows_id():
     assert m["subsets"]["one_sided"]["accuracy"]["n"] == 1 and m["subsets"]["one_sided"]["min_confidence"] == 8
     assert m["length_matched"]["accuracy"]["n"] == 1  # row 3: 10 vs 12 characters
     assert m["rows_id"] == rows_id(list(reversed(rows))) != rows_id(rows[:3])
+
+
+def test_rl_versus_sft_verdict_comes_from_the_paired_per_post_difference():
+    """Issue #11 item 8c: the report's RL-vs-SFT verdict. Every post moved up by 0.1-0.3, but posts
+    differ far more than that, so the two systems' own intervals overlap (the old verdict: not
+    distinguishable); the paired interval of the per-post difference says above SFT [E10]."""
+    from rlaif.evaluation.metrics import versus_baseline
+    from rlaif.report.results import _versus
+
+    sft = [-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 2.5]
+    rl = [s + d for s, d in zip(sft, [0.1, 0.2, 0.3, 0.1, 0.2, 0.3, 0.1, 0.2, 0.3, 0.2])]
+    ids = [f"p{i}" for i in range(10)]
+    rows = {name: {i: {"summary": "x"} for i in ids} for name in ("rl", "sft")}
+    scores = {"reward": {"rl": dict(zip(ids, rl)), "sft": dict(zip(ids, sft))}}
+    paired = versus_baseline("rl", "sft", rows, {}, scores, 1000, 0)
+    assert paired["n"] == 10 and "rouge_l" not in paired
+    lo_rl, hi_rl = bootstrap_ci(np.array(rl), seed=0)
+    lo_sft, hi_sft = bootstrap_ci(np.array(sft), seed=0)
+    assert lo_rl < hi_sft and lo_sft < hi_rl  # two independent intervals overlap
+    verdict = _versus(paired["rm_score/reward"])
+    assert verdict.startswith("above SFT: per-post difference 0.200, paired 95% CI [") and verdict.endswith("10 posts")
