@@ -51,6 +51,7 @@ def test_a_labeler_that_always_prefers_the_second_summary_scores_its_real_rate(t
             f"human.comparisons=[{{path: {marked}}}]",
             "human.heldout_fraction=1.0",
             "human.max_heldout=null",
+            "human.labeler_max_heldout=null",
             "human.one_sided_min_confidence=8",
         )
         assert main(["label", CONFIG, "--eval-alignment", *sets(run, *overrides)]) == 0
