@@ -15,7 +15,7 @@ import typing
 
 from rlaif import pipeline
 from rlaif.artifacts import StageInputError
-from rlaif.config import ConfigError, DataConfig, PipelineConfig, describe, load_config
+from rlaif.config import ConfigError, DataConfig, HumanComparisonsConfig, PipelineConfig, describe, load_config
 from rlaif.data import DataError
 from rlaif.labelers.base import LabelingIncomplete
 from rlaif.models import ModelLoadError
@@ -40,6 +40,8 @@ def stage_help(stage: pipeline.Stage) -> str:
     lines = [f"Fields of section `{stage.section}` (override with --set {stage.section}.FIELD=VALUE):"]
     lines += describe(section_cls, f"{stage.section}.")
     lines += ["", "Shared fields of section `data`:"] + describe(DataConfig, "data.")
+    if any(pipeline.reads_human_split(s) for s in pipeline.commands()[stage.cli]):  # stages measured against people
+        lines += ["", "Shared fields of section `human`:"] + describe(HumanComparisonsConfig, "human.")
     return "\n".join(lines)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from rlaif.config import DatasetConfig, PipelineConfig
@@ -44,7 +44,7 @@ class Stage:
     reads: Callable[[PipelineConfig, Stage], dict] | None = None
     """Settings of other config sections the stage reads ({dotted name: value}), hashed into its
     fingerprint with its own section, so changing one makes the stage stale (best_of_n samples the
-    first evaluate.max_posts posts)."""
+    first evaluate.max_posts posts; the reward stages train on the `human` split's training part)."""
     command: str = ""
     """CLI command; "" = the name. Arm twins share one command (`--arm`)."""
     flag: str | None = None
@@ -91,13 +91,15 @@ class Stage:
         return list(self.data(cfg, self)) if self.data is not None else []
 
     def hashed_settings(self, cfg: PipelineConfig):
-        """What the fingerprint hashes of the config: the stage's section, with `reads` beside it."""
+        """What the fingerprint hashes of the config: the stage's section, with `reads` beside it (a
+        stage whose `reads` are empty in this config hashes its section alone)."""
         section = getattr(cfg, self.section) if self.section else None
-        if self.reads is None:
+        reads = self.reads(cfg, self) if self.reads is not None else {}
+        if not reads:
             return section
         from rlaif.config import to_dict
 
-        return {"section": to_dict(section) if section is not None else None, "reads": self.reads(cfg, self)}
+        return {"section": to_dict(section) if section is not None else None, "reads": reads}
 
     @property
     def writes_summaries(self) -> bool:
@@ -121,7 +123,31 @@ def _label_files(cfg: PipelineConfig) -> list[DatasetConfig]:
 
 
 def _alignment_data(cfg: PipelineConfig, stage: Stage) -> list[DatasetConfig]:
-    return list(cfg.label.alignment_summarize) + list(cfg.label.alignment_dialogue) + _label_files(cfg)
+    sets = list(cfg.label.alignment_summarize) + list(cfg.label.alignment_dialogue) + list(cfg.human.comparisons)
+    return sets + _label_files(cfg)
+
+
+def _human_settings(cfg: PipelineConfig, stage: Stage) -> dict[str, Any]:
+    """The human split and how its prompts are cut: every stage measured on the held-out part reads
+    them, and the reward stages train on the rest [H02]."""
+    if not cfg.human.comparisons:
+        return {}
+    from rlaif.config import to_dict
+
+    return {
+        "human": to_dict(cfg.human),
+        "data.max_prompt_tokens": cfg.data.max_prompt_tokens,
+        "sft.model": cfg.sft.model,
+    }
+
+
+def reads_human_split(stage: Stage) -> bool:
+    """Whether the stage reads the `human` section (its split trains or measures it) [H02]."""
+    return stage.reads in (_human_settings, _dpo_reads)
+
+
+def _measures_people(cfg: PipelineConfig) -> bool:
+    return bool(cfg.label.alignment_summarize or cfg.label.alignment_dialogue or cfg.human.comparisons)
 
 
 def _reward_upstream(cfg: PipelineConfig, stage: Stage) -> tuple[str, ...]:
@@ -137,6 +163,7 @@ def _reward_upstream(cfg: PipelineConfig, stage: Stage) -> tuple[str, ...]:
 def _reward_data(cfg: PipelineConfig, stage: Stage) -> list[DatasetConfig]:
     settings = _section(cfg, stage)
     sources = list(settings.comparisons) if settings.source == "human" else []
+    sources += cfg.human.comparisons  # the held-out part is measured; the rest may be trained on
     if settings.source == "reference_preferred" or settings.normalize:
         sources += cfg.data.reference_posts
     return sources + list(settings.eval_comparisons)
@@ -169,7 +196,8 @@ def _arm_listed(section: str, arm: str) -> Callable[[PipelineConfig], bool]:
 def has_human_comparisons(cfg: PipelineConfig) -> bool:
     """dpo_rlhf's data: dpo.comparisons, or the human comparisons reward_rlhf trains on."""
     rm = cfg.reward_rlhf
-    return bool(cfg.dpo.comparisons) or (rm is not None and rm.source == "human" and bool(rm.comparisons))
+    trains_on_people = rm is not None and rm.source == "human" and bool(rm.comparisons or cfg.human.comparisons)
+    return bool(cfg.dpo.comparisons) or trains_on_people
 
 
 def _dpo_upstream(cfg: PipelineConfig, stage: Stage) -> tuple[str, ...]:
@@ -179,13 +207,17 @@ def _dpo_upstream(cfg: PipelineConfig, stage: Stage) -> tuple[str, ...]:
 def _dpo_data(cfg: PipelineConfig, stage: Stage) -> list[DatasetConfig]:
     if stage.arm == "rlaif":
         return []
-    return list(cfg.dpo.comparisons or cfg.reward_rlhf.comparisons)
+    # human.comparisons: its held-out posts are left out of any source, and its training part is
+    # the RLHF reward model's data when reward_rlhf.comparisons is empty [H02]
+    return list(cfg.dpo.comparisons or cfg.reward_rlhf.comparisons) + list(cfg.human.comparisons)
 
 
 def _dpo_reads(cfg: PipelineConfig, stage: Stage) -> dict:
     reads: dict = {"data.max_prompt_tokens": cfg.data.max_prompt_tokens}
-    if stage.arm == "rlhf" and not cfg.dpo.comparisons:  # the RLHF reward model's comparisons and filter
-        reads["reward_rlhf.min_confidence"] = cfg.reward_rlhf.min_confidence
+    if stage.arm == "rlhf":
+        if not cfg.dpo.comparisons:  # the RLHF reward model's comparisons and filter
+            reads["reward_rlhf.min_strength"] = cfg.reward_rlhf.min_strength
+        reads.update(_human_settings(cfg, stage))
     return reads
 
 
@@ -267,16 +299,16 @@ STAGES: list[Stage] = [
     Stage(
         "label_alignment", "rlaif.stages.label_alignment", "label", "label_alignment",
         "judge the human comparison sets in label.alignment_* and report agreement; labels no pairs",
-        data=_alignment_data, command="label", flag="eval-alignment", single_process=True,
-        label="labeler alignment with human comparisons",
-        when=lambda cfg: bool(cfg.label.alignment_summarize or cfg.label.alignment_dialogue),
-        when_unmet="label.alignment_summarize and label.alignment_dialogue are both empty; "
+        data=_alignment_data, reads=_human_settings, command="label", flag="eval-alignment",
+        single_process=True, label="labeler alignment with human comparisons", when=_measures_people,
+        when_unmet="human.comparisons, label.alignment_summarize and label.alignment_dialogue are all empty; "
         "list human comparison files there to use --eval-alignment",
     ),
     Stage(
         "reward", "rlaif.stages.reward", "reward", "reward",
         "reward model on AI preference labels (RLAIF arm)",
-        artifacts=("model", "adapter"), upstream=_reward_upstream, data=_reward_data, arm="rlaif",
+        artifacts=("model", "adapter"), upstream=_reward_upstream, data=_reward_data, reads=_human_settings,
+        arm="rlaif",
         role="reward_model", report="reward",
         options=(("eval-only", "score the saved reward model on the section's eval_comparisons; trains nothing"),),
     ),
@@ -289,7 +321,8 @@ STAGES: list[Stage] = [
     Stage(
         "reward_rlhf", "rlaif.stages.reward", "reward_rlhf", "reward_rlhf",
         "reward model on human comparisons or reference-preferred pairs (RLHF arm)",
-        artifacts=("model", "adapter"), upstream=_reward_upstream, data=_reward_data, command="reward", arm="rlhf",
+        artifacts=("model", "adapter"), upstream=_reward_upstream, data=_reward_data, reads=_human_settings,
+        command="reward", arm="rlhf",
         role="reward_model", report="reward",
         options=(("eval-only", "score the saved reward model on the section's eval_comparisons; trains nothing"),),
     ),

@@ -7,7 +7,7 @@ tokens after `Preferred Summary=`: the candidate whose line starts with `GOOD` g
 (closes the connection), "badjson", "nologprobs". Text containing FAIL-ALWAYS always gets a 500;
 text containing NO-DIGITS gets top tokens without 1 or 2; ONE-CHOICE, top tokens with 1 and not 2.
 
-A d-RLAIF rating request (text asking for a score from 1 to 10) is answered as a model whose
+A d-RLAIF rating request (text with the rating instruction, rlaif.labelers.prompts.RATING_INSTRUCTION) is answered as a model whose
 tokenizer spells every number digit by digit: after the answer prefix the top tokens are single
 digits (RATING_GOOD when the summary starts with GOOD, else RATING_OTHER), and after a text that
 ends in `Rating: 1` they are AFTER_ONE, where `0` makes the 10.
@@ -21,6 +21,8 @@ import math
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from rlaif.labelers.prompts import RATING_INSTRUCTION
 
 RATING_GOOD = [("9", 0.4), ("1", 0.3), ("8", 0.2), ("The", 0.05)]
 RATING_OTHER = [("2", 0.5), ("3", 0.2), ("1", 0.1), ("Summary", 0.1)]
@@ -112,7 +114,8 @@ class FakeOpenAIServer:
 
     @staticmethod
     def _top(text: str) -> list[tuple[str, float]]:
-        if "1 to 10" in text:  # a d-RLAIF rating
+        # a d-RLAIF rating: its instruction, not any "1 to 10" (a Reddit post may say "on a scale from 1 to 10")
+        if RATING_INSTRUCTION in text:
             top = AFTER_ONE if text.endswith("Rating: 1") else RATING_GOOD if "Summary - GOOD" in text else RATING_OTHER
             return [(t, math.log(p)) for t, p in top]
         if "NO-DIGITS" in text:

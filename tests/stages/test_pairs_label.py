@@ -126,10 +126,15 @@ def test_label_killed_mid_run_resumes_without_loss_or_duplicates(run_with_sft):
 
 def test_eval_alignment_reports_agreement_per_task(tmp_path):
     run = tmp_path / "run"
-    assert main(["label", CONFIG, "--eval-alignment", *sets(run, "label.alignment_min_confidence=8")]) == 0
+    assert (
+        main(
+            ["label", CONFIG, "--eval-alignment", *sets(run, "label.alignment_min_strength=3", "human.comparisons=[]")]
+        )
+        == 0
+    )
     m = json.loads((run / "label_alignment" / "metrics.json").read_text())
     assert set(m) == {"summarize", "dialogue"}
-    # fixture confidences 8, 9, 3, none, 7, 6: two pass the threshold; HH has none, so none pass
+    # fixture confidences 2, 9, 3, none, 7, 4 (strengths 3, 4, 2, none, 2, 1): two pass; HH has none, so none pass
     assert m["summarize"]["pairs"] == 2 and m["summarize"]["below_confidence"] == 4
     for task in m.values():
         assert "accuracy" in task["alignment_with_humans"] and "position_bias" in task

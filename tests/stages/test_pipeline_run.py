@@ -139,3 +139,34 @@ def test_full_report_shows_every_stage_and_its_figures_render(killed_and_resumed
     images = rendered_images(d / "report.html", tmp_path)
     assert {i["figure"] for i in images} == expected
     assert all(i["width"] > 100 and i["height"] > 100 for i in images), images
+
+
+def test_report_sets_every_judge_against_people_and_each_policy_against_sft_per_post(killed_and_resumed):
+    """[H03] the labeler and both reward models on the same held-out human comparisons, beside the
+    length baseline and chance; [E10] each policy's verdict from the paired per-post difference."""
+    run, _ = killed_and_resumed
+    labeler = json.loads((run / "label_alignment" / "metrics.json").read_text())["human_heldout"]
+    blocks = [labeler["agreement_with_people"]] + [
+        json.loads((run / rm / "metrics.json").read_text())["agreement_with_people"] for rm in ("reward", "reward_rlhf")
+    ]
+    assert len({b["rows_id"] for b in blocks}) == 1 and {b["rows"] for b in blocks} == {8}
+    md = (run / "report" / "report.md").read_text()
+    section = md[md.index("## Agreement with people") : md.index("## Stages and timings")]
+    for row in (
+        "| AI labeler (tiny-random) |",
+        "| reward model `reward` (RLAIF: AI labels) |",
+        "| reward model `reward_rlhf` (RLHF proxy: reference preferred) |",
+        "| length baseline: the longer summary wins |",
+        "| chance |",
+    ):
+        assert row in section, row
+    assert "measured on other rows" not in section and "score std" in section
+    # human.labeler_max_heldout: the labeler alone on 12 rows, the shared 8 first
+    wide = labeler["agreement_on_labeler_rows"]
+    assert wide["rows"] == 12 and wide["rows_id"] != blocks[0]["rows_id"]
+    assert wide["all_rows"]["length_baseline"]["n"] == 12 and "position_bias" in wide
+    assert "AI labeler (tiny-random) on 12 held-out comparisons" in section
+    versus = json.loads((run / "eval" / "metrics.json").read_text())["versus_sft"]
+    assert set(versus) == {"rl", "rl_rlhf"}
+    assert set(versus["rl"]) == {"n", "rm_score/reward", "rm_score/reward_rlhf", "rouge_l"}
+    assert md.count("paired 95% CI") == 4  # each policy: its own reward model and ROUGE-L

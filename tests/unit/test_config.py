@@ -89,3 +89,53 @@ def test_help_lists_every_field_with_its_docstring(capsys):
         build_parser().parse_args(["sft", "--help"])
     out = capsys.readouterr().out
     assert "sft.lora.r (int = 16): Adapter rank." in out and "data.sft" in out
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("reward:\n  eval_min_confidence: 8\n", "reward.eval_min_confidence is now reward.eval_min_strength"),
+        (
+            "label:\n  alignment_min_confidence: 8\n",
+            "label.alignment_min_confidence is now label.alignment_min_strength",
+        ),
+        ("reward:\n  min_strength: 8\n", "reward.min_strength: a strength |confidence - 5| is 0-4"),
+        ("human:\n  heldout_fraction: 0\n", "human.heldout_fraction: must be in (0, 1]"),
+        ("human:\n  high_confidence_strength: 5\n", "human.high_confidence_strength: a strength"),
+        ("dpo:\n  min_confidence: 8\n", "dpo.min_confidence is now dpo.min_strength"),
+    ],
+)
+def test_confidence_filters_take_a_strength_and_old_keys_say_what_changed(tmp_path, text, message):
+    """[H01] summarize_from_feedback's confidence is a 9-point preference scale: a filter on it is a
+    strength |confidence - 5|, and a config written for the old one-sided reading stops with the news."""
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text))
+    assert message in str(err.value)
+    if "is now" in message:
+        assert "human.one_sided_min_confidence" in str(err.value)
+
+
+def test_labeler_rows_must_include_the_shared_rows(tmp_path):
+    with pytest.raises(ConfigError, match="human.labeler_max_heldout: 8 must be at least human.max_heldout"):
+        load_config(write(tmp_path, "human:\n  max_heldout: 16\n  labeler_max_heldout: 8\n"))
+
+
+@needs_shared_data
+def test_demo_labeler_is_measured_on_200_held_out_rows_that_start_with_the_shared_64():
+    from rlaif.data.splits import human_split
+
+    split = human_split(load_config(REPO / "configs" / "demo.yaml"))
+    assert len(split.heldout) == 64 and len(split.labeler_heldout) == 200
+    assert split.labeler_heldout[:64] == split.heldout
+    assert {r["post_id"] for r in split.labeler_heldout} <= split.heldout_posts
+
+
+@needs_shared_data
+def test_rm_tldr_preset_trains_on_700_and_measures_on_250_comparisons_of_other_posts():
+    from rlaif.data.splits import human_split
+
+    cfg = load_config(REPO / "configs" / "rm-tldr.yaml")
+    split = human_split(cfg)
+    assert len(split.train) >= 700 and len(split.heldout) >= 250
+    assert not {r["post_id"] for r in split.train} & {r["post_id"] for r in split.heldout}
+    assert cfg.reward.source == "human" and not cfg.reward.comparisons

@@ -6,7 +6,7 @@ dataclasses below, checking every key and type. Errors name the field by its dot
 `rlaif <stage> --help` prints, so it is the single place a setting is documented.
 
 Layout: base.py (ConfigError, YAML -> dataclass building, overrides, hashing, help), data.py
-(data sources, LoRA, the `data` section), sft.py (sft, pairs), label.py (labeler, label), reward.py,
+(data sources, LoRA, the `data` and `human` sections), sft.py (sft, pairs), label.py (labeler, label), reward.py,
 rl.py (rl + PPO), methods.py (dpo, oaif, best_of_n), evaluate.py (evaluate, report), pipeline.py (PipelineConfig, load_config) and
 validate.py (cross-field and file checks). Import from `rlaif.config`; the modules are layout.
 """
@@ -21,7 +21,7 @@ from rlaif.config.base import (
     section_hash,
     to_dict,
 )
-from rlaif.config.data import LOCAL_DATA_SUFFIXES, DataConfig, DatasetConfig, LoraSettings
+from rlaif.config.data import LOCAL_DATA_SUFFIXES, DataConfig, DatasetConfig, HumanComparisonsConfig, LoraSettings
 from rlaif.config.evaluate import EvaluateConfig, FrontierConfig, ReportConfig
 from rlaif.config.label import LabelConfig, LabelerSettings, OpenAIApiSettings
 from rlaif.config.methods import BestOfNConfig, DPOConfig, OAIFConfig, PreferenceOptimSettings
@@ -43,6 +43,7 @@ __all__ = [
     "DatasetConfig",
     "EvaluateConfig",
     "FrontierConfig",
+    "HumanComparisonsConfig",
     "LabelConfig",
     "LabelerSettings",
     "LoggingConfig",

@@ -66,6 +66,14 @@ def from_dict(cls: type, raw: Any, where: str) -> Any:
     unknown = sorted(set(raw) - names)
     if unknown:
         prefix = f"{where}." if where else ""
+        renamed = getattr(cls, "RENAMED", {})
+        if unknown[0] in renamed:
+            raise ConfigError(
+                f"{prefix}{unknown[0]} is now {prefix}{renamed[unknown[0]]}: summarize_from_feedback's confidence "
+                "is a 9-point preference scale (1-4: summaries[0] won, 6-9: summaries[1] won), so filters take "
+                "the strength |confidence - 5| (1-4; 3 = confidence <= 2 or >= 8). The seed's one-sided "
+                "`confidence >= 8` is human.one_sided_min_confidence"
+            )
         raise ConfigError(f"unknown config key {prefix}{unknown[0]} (known keys here: {', '.join(sorted(names))})")
     kwargs = {k: _coerce(hints[k], v, f"{where}.{k}" if where else k) for k, v in raw.items()}
     return cls(**kwargs)

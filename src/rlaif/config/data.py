@@ -25,7 +25,8 @@ class DatasetConfig:
     with this value; None keeps every row."""
     fields: dict[str, str] = field(default_factory=dict)
     """Our field name -> the source's column name, for sources that name columns differently.
-    Our fields: id, subreddit, title, post, summary (posts) or chosen, rejected (pairs)."""
+    Our fields: id, subreddit, title, post, summary (posts) or prompt, chosen, rejected,
+    confidence, strength (comparisons)."""
     limit: int | None = None
     """Keep only the first N rows after filtering (None = all)."""
     skip: int = 0
@@ -81,3 +82,40 @@ class DataConfig:
     max_summary_tokens: int = 53
     """Token budget of a reference summary, EOS excluded; 53 matches the RL response cap of
     Huang et al. 2024 so SFT targets and sampled responses have the same horizon."""
+
+
+@dataclass
+class HumanComparisonsConfig:
+    """Human comparisons of summaries (openai/summarize_from_feedback schema), split by post into a
+    training part and a held-out part [H02]. The RLHF reward model trains on the training part (when
+    its `source` is `human` and it names no `comparisons` of its own); every judge of the run, both
+    reward models and the AI labeler, is measured on the held-out part, the same rows for all: the
+    report's "Agreement with people" [H03]."""
+
+    comparisons: list[DatasetConfig] = field(default_factory=list)
+    """The comparison sources, e.g. ../shared/data/tldr/sff_comparisons_batch13.jsonl, or
+    openai/summarize_from_feedback (hub_config comparisons). Empty: no agreement with people is measured."""
+    heldout_fraction: float = 0.3
+    """Share of the posts held out; every comparison of a post falls on the same side. Posts are
+    ordered by a hash of (seed, post id), so the split does not depend on file order. 1.0 holds
+    out everything (nothing of these sources is trained on)."""
+    max_heldout: int | None = None
+    """Measure on at most this many held-out comparisons, the first in the split's (random) post
+    order; the rest of the held-out posts are still never trained on. None = all."""
+    labeler_max_heldout: int | None = None
+    """The AI labeler (stage label_alignment) is measured on at most this many held-out comparisons,
+    in the same order: the first max_heldout of them are the rows every judge shares, the rest give
+    its alignment a narrower interval (the labeler is cheaper per row than scoring with two reward
+    models). None = max_heldout (the shared rows only); at least max_heldout when both are set."""
+    high_confidence_strength: int = 3
+    """The high-confidence subset, reported beside every figure: strength |confidence - 5| >= this
+    (3: confidence <= 2 or >= 8, 549 of batch 13's 1,097 rows). [H01]"""
+    one_sided_min_confidence: int | None = None
+    """Also report every judge on the seed's one-sided filter, raw confidence >= this (the seed's
+    8). It keeps only pairs that summaries[1] won, so a judge that always prefers the second summary
+    scores 100% there; it is there to compare with the seed's 61.0% / 69.3%. None = not reported."""
+    length_match_chars: int = 10
+    """Pairs whose summaries differ in length by at most this many characters (~2 words) are the
+    length-matched pairs: a judge's accuracy there is what it knows beyond length."""
+    bootstrap_samples: int = 1000
+    """Replicates of the post-level bootstrap behind each 95% interval of the agreement figures."""

@@ -4,7 +4,7 @@ and of the stage `label`."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 # Imported at run time, not under TYPE_CHECKING: typing.get_type_hints (from_dict, describe)
 # resolves the field annotations in this module's namespace.
@@ -71,6 +71,9 @@ class LabelConfig:
     """Stage `label`: an LLM says which summary of each pair is better, in both orders, and the
     two answers average into a soft label P(a > b) (Lee et al. 2023, RLAIF, §2.1)."""
 
+    RENAMED: ClassVar[dict[str, str]] = {"alignment_min_confidence": "alignment_min_strength"}
+    """Old keys and their replacements; an old key is an error that says what changed ([H01])."""
+
     labeler: LabelerSettings = field(default_factory=LabelerSettings)
     """The judge model and backend."""
 
@@ -105,12 +108,15 @@ class LabelConfig:
 
     # --- alignment with human labels: `rlaif label CONFIG --eval-alignment` ---
     alignment_summarize: list[DatasetConfig] = field(default_factory=list)
-    """Human TL;DR comparisons (openai/summarize_from_feedback schema), judged with this prompt."""
+    """Further human TL;DR comparisons (openai/summarize_from_feedback schema), judged with this
+    prompt. The held-out part of human.comparisons is judged in any case (`rlaif run` and
+    --eval-alignment), so the labeler is measured on the same rows as the reward models."""
     alignment_dialogue: list[DatasetConfig] = field(default_factory=list)
     """Human dialogue comparisons (HH-RLHF chosen/rejected transcripts), judged with the
     harmlessness preamble of the dialogue task."""
-    alignment_min_confidence: int | None = None
-    """For alignment_summarize: keep only comparisons whose annotator confidence (extra.confidence,
-    1-9) is at least this; when set, comparisons without one are left out. HH-RLHF has none."""
+    alignment_min_strength: int | None = None
+    """For alignment_summarize: keep only comparisons whose strength |confidence - 5| is at least
+    this (1-4, symmetric in the two summaries: 3 keeps confidence <= 2 or >= 8); when set,
+    comparisons without one are left out. HH-RLHF has none. [H01]"""
     alignment_max_pairs: int = 200
     """Comparisons judged per set (the first N after the confidence filter)."""

@@ -7,7 +7,7 @@ Details [P01]-[P12] in docs/implementation_details.md."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 # Imported at run time, not under TYPE_CHECKING: typing.get_type_hints (from_dict, describe)
 # resolves the field annotations in this module's namespace.
@@ -80,13 +80,19 @@ class DPOConfig(PreferenceOptimSettings):
     human comparisons): offline DPO of the SFT policy (Rafailov et al. 2023, arXiv 2305.18290) with
     the soft-label target P(a > b). Reference log-probs are computed once and cached. [P01]-[P07]"""
 
+    RENAMED: ClassVar[dict[str, str]] = {"min_confidence": "min_strength"}
+    """Old keys and their replacements; an old key is an error that says what changed ([H01])."""
+
     # --- data ---
     comparisons: list[DatasetConfig] = field(default_factory=list)
     """Human comparisons of the RLHF arm; empty = the ones the RLHF reward model trains on
-    (reward_rlhf.comparisons with source `human`). With neither, the RLHF arm of dpo does not exist."""
-    min_confidence: int | None = None
-    """RLHF arm, with `comparisons` set: keep comparisons with confidence >= this (None = all).
-    With `comparisons` empty, reward_rlhf.min_confidence applies, so both arms train on the same pairs."""
+    (reward_rlhf with source `human`: its comparisons, or the training part of human.comparisons).
+    With neither, the RLHF arm of dpo does not exist. Posts of human's held-out part are always
+    left out [H02]."""
+    min_strength: int | None = None
+    """RLHF arm, with `comparisons` set: keep comparisons whose strength |confidence - 5| is at
+    least this (1-4, symmetric in the two summaries; None = all) [H01]. With `comparisons` empty,
+    reward_rlhf.min_strength applies, so both arms train on the same pairs."""
     max_pairs: int | None = None
     """Train on at most the first N pairs (in id order; None = all)."""
 

@@ -12,7 +12,7 @@ import yaml
 # Imported at run time, not under TYPE_CHECKING: typing.get_type_hints (from_dict, describe)
 # resolves the field annotations in this module's namespace.
 from rlaif.config.base import ConfigError, apply_override, from_dict, to_dict
-from rlaif.config.data import DataConfig
+from rlaif.config.data import DataConfig, HumanComparisonsConfig
 from rlaif.config.evaluate import EvaluateConfig, FrontierConfig, ReportConfig
 from rlaif.config.label import LabelConfig
 from rlaif.config.methods import BestOfNConfig, DPOConfig, OAIFConfig
@@ -45,6 +45,8 @@ class PipelineConfig:
     """Seed for data splits, sampling and initialisation."""
     data: DataConfig = field(default_factory=DataConfig)
     """Data sources and prompt construction."""
+    human: HumanComparisonsConfig = field(default_factory=HumanComparisonsConfig)
+    """Human comparisons: the RLHF arm's training data and the held-out rows every judge is measured on."""
     sft: SFTConfig = field(default_factory=SFTConfig)
     """Stage sft."""
     pairs: PairsConfig = field(default_factory=PairsConfig)

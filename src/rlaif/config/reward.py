@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 # Imported at run time, not under TYPE_CHECKING: typing.get_type_hints (from_dict, describe)
 # resolves the field annotations in this module's namespace.
@@ -15,6 +15,12 @@ from rlaif.config.training import TrainerSettings
 class RewardConfig(TrainerSettings):
     """Stages `reward` (RLAIF arm) and `reward_rlhf` (RLHF arm): a scalar reward model trained on
     pairwise preferences. Details [D15]-[D19] in docs/implementation_details.md."""
+
+    RENAMED: ClassVar[dict[str, str]] = {
+        "min_confidence": "min_strength",
+        "eval_min_confidence": "eval_min_strength",
+    }
+    """Old keys and their replacements; an old key is an error that says what changed ([H01])."""
 
     # --- model ---
     model: str = "sft"
@@ -28,16 +34,20 @@ class RewardConfig(TrainerSettings):
 
     # --- training data ---
     source: Literal["ai_labels", "human", "reference_preferred"] = "ai_labels"
-    """`ai_labels`: labels/labels.jsonl of the label stage (the RLAIF arm). `human`: the human
-    comparisons in `comparisons`. `reference_preferred`: each post of data.reference_posts with its
-    human reference summary preferred over an SFT sample -- a PROXY for human comparisons, not
-    human comparisons (the offline stand-in for TL;DR human preferences)."""
+    """`ai_labels`: labels/labels.jsonl of the label stage (the RLAIF arm). `human`: human
+    comparisons, those in `comparisons` or, when it is empty, the training part of
+    human.comparisons (the RLHF arm). `reference_preferred`: each post of data.reference_posts with
+    its human reference summary preferred over an SFT sample -- a PROXY for human comparisons, not
+    human comparisons."""
     comparisons: list[DatasetConfig] = field(default_factory=list)
     """Human comparisons to train on when source is `human`: openai/summarize_from_feedback rows,
-    or chosen/rejected files such as ../shared/data/hh-rlhf/harmless-base-test.jsonl.gz."""
-    min_confidence: int | None = None
-    """Train only on human comparisons with confidence >= this (summarize_from_feedback's 1-9
-    scale); comparisons without a confidence are kept. None = no filter."""
+    or chosen/rejected files such as ../shared/data/hh-rlhf/harmless-base-test.jsonl.gz. Empty =
+    the training part of human.comparisons. Comparisons of a post in human's held-out part are
+    always left out. [H02]"""
+    min_strength: int | None = None
+    """Train only on human comparisons whose strength |confidence - 5| is at least this (1-4, the
+    same for either summary winning: 3 keeps confidence <= 2 or >= 8); comparisons without one
+    are kept. None = no filter. [H01]"""
     validation_fraction: float = 0.1
     """Share of the training pairs held out for accuracy_ai_heldout (accuracy_heldout for the other
     sources), the calibration table and the validation loss; 0 = hold out nothing."""
@@ -53,8 +63,11 @@ class RewardConfig(TrainerSettings):
     """`soft`: cross-entropy between sigmoid(r_a - r_b) and the label P(a > b) (Lee et al. 2023,
     §2.2.1); `hard`: Bradley-Terry -log sigmoid(r_chosen - r_rejected). [D16]"""
     label_clamp: list[float] = field(default_factory=lambda: [0.4, 0.6])
-    """[low, high]: the soft loss clamps P(a > b) into this range, as Constitutional AI (Bai et al.
-    2022, §4.1) does for chain-of-thought labels; [0, 1] turns clamping off. [D17]"""
+    """[low, high]: the soft loss clamps P(a > b) into this range. [0.4, 0.6] is the seed's choice
+    (preprocess_preference_dataset_for_rm_training.py, after Constitutional AI, Bai et al. 2022,
+    §4.1, for over-confident chain-of-thought labels); Lee et al. 2023 train on the distribution
+    itself, [0, 1]. The clamp bounds the score gap the soft loss asks for (logit 0.6 = 0.41), so
+    the RM's score scale (metrics `score_std`) is smaller than a hard-label RM's. [D17]"""
     margin_coef: float = 0.0
     """Per-pair margin = margin_coef * preference strength |2p - 1| (p before clamping; 1 for a
     human choice), asking the preferred side to win by it (Llama 2, Touvron et al. 2023, eq. 2). 0 = off."""
@@ -73,11 +86,11 @@ class RewardConfig(TrainerSettings):
 
     # --- evaluation and normalisation ---
     eval_comparisons: list[DatasetConfig] = field(default_factory=list)
-    """Human comparisons for accuracy_human (e.g. summarize_from_feedback validation rows, or the
-    held-out half of HH-RLHF); also what --eval-only scores."""
-    eval_min_confidence: int | None = 8
-    """accuracy_human counts comparisons with confidence >= this (comparisons without one are
-    kept); 8 as in the seed. None = all."""
+    """Further human comparisons for accuracy_human (e.g. the held-out half of HH-RLHF); also what
+    --eval-only scores. The held-out part of human.comparisons is measured in any case."""
+    eval_min_strength: int | None = None
+    """accuracy_human counts comparisons whose strength |confidence - 5| is at least this (1-4,
+    symmetric; comparisons without one are kept). None = all. [H01]"""
     eval_model: str = ""
     """The reward model --eval-only scores: a saved folder; empty = this stage's own model/."""
     eval_batch_size: int = 16

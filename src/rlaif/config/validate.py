@@ -25,6 +25,7 @@ def validate(cfg: PipelineConfig) -> None:
             if ds.limit is not None and ds.limit <= 0:
                 raise ConfigError(f"data.{section}.{i}.limit: must be positive, got {ds.limit}")
     _check_model_name(cfg.sft.model, "sft.model")
+    _validate_human(cfg)
     _validate_pairs_label(cfg)
     if not 0.0 < cfg.sft.validation_fraction < 1.0:
         raise ConfigError(f"sft.validation_fraction: must be in (0, 1), got {cfg.sft.validation_fraction}")
@@ -55,8 +56,13 @@ def _validate_reward(cfg: PipelineConfig, name: str) -> None:
                 raise ConfigError(f"{name}.{key}.{i}.path: empty; give a Hub dataset id or a local file")
             if ds.is_local and not Path(ds.path).expanduser().exists():
                 raise ConfigError(f"{name}.{key}.{i}.path: file not found: {ds.path}")
-    if rm.source == "human" and not rm.comparisons:
-        raise ConfigError(f"{name}.comparisons: source `human` needs at least one comparison source")
+    if rm.source == "human" and not rm.comparisons and not (cfg.human.comparisons and cfg.human.heldout_fraction < 1):
+        raise ConfigError(
+            f"{name}.comparisons: source `human` needs comparison sources here, or human.comparisons with a "
+            "training part (human.heldout_fraction < 1)"
+        )
+    for key in ("min_strength", "eval_min_strength"):
+        _check_strength(getattr(rm, key), f"{name}.{key}")
     if rm.source == "reference_preferred" and not cfg.data.reference_posts:
         raise ConfigError(
             f"data.reference_posts: {name}.source `reference_preferred` needs posts with reference summaries"
@@ -74,6 +80,42 @@ def _validate_reward(cfg: PipelineConfig, name: str) -> None:
         )
     if rm.calibration_bins < 1:
         raise ConfigError(f"{name}.calibration_bins: must be at least 1, got {rm.calibration_bins}")
+
+
+def _check_strength(value: int | None, where: str) -> None:
+    if value is not None and not 0 <= value <= 4:
+        raise ConfigError(
+            f"{where}: a strength |confidence - 5| is 0-4 (3 keeps confidence <= 2 or >= 8), got {value} [H01]"
+        )
+
+
+def _validate_human(cfg: PipelineConfig) -> None:
+    human = cfg.human
+    for i, ds in enumerate(human.comparisons):
+        if not ds.path:
+            raise ConfigError(f"human.comparisons.{i}.path: empty; give a Hub dataset id or a local file")
+        if ds.is_local and not Path(ds.path).expanduser().exists():
+            raise ConfigError(f"human.comparisons.{i}.path: file not found: {ds.path}")
+    if not 0.0 < human.heldout_fraction <= 1.0:
+        raise ConfigError(f"human.heldout_fraction: must be in (0, 1], got {human.heldout_fraction}")
+    if human.max_heldout is not None and human.max_heldout <= 0:
+        raise ConfigError(f"human.max_heldout: must be positive, got {human.max_heldout}")
+    wider = human.labeler_max_heldout
+    if wider is not None and (human.max_heldout is None or wider < human.max_heldout):
+        raise ConfigError(
+            f"human.labeler_max_heldout: {wider} must be at least human.max_heldout ({human.max_heldout}, "
+            "None = all held-out rows): the labeler's rows start with the rows every judge shares"
+        )
+    if not 1 <= human.high_confidence_strength <= 4:
+        raise ConfigError(
+            f"human.high_confidence_strength: a strength |confidence - 5| is 1-4, got {human.high_confidence_strength}"
+        )
+    if human.one_sided_min_confidence is not None and not 1 <= human.one_sided_min_confidence <= 9:
+        raise ConfigError(
+            f"human.one_sided_min_confidence: a raw 9-point confidence (1-9), got {human.one_sided_min_confidence}"
+        )
+    if human.length_match_chars < 0 or human.bootstrap_samples <= 0:
+        raise ConfigError("human.length_match_chars must be >= 0 and human.bootstrap_samples positive")
 
 
 MIXED_PRECISION_ENV = "ACCELERATE_MIXED_PRECISION"  # what `accelerate launch --mixed_precision` (or its config) sets
@@ -300,6 +342,7 @@ def _validate_pairs_label(cfg: PipelineConfig) -> None:
         raise ConfigError(f"label.max_failed_fraction: must be in [0, 1], got {label.max_failed_fraction}")
     if labeler.api.timeout_s <= 0 or labeler.api.max_retries < 0 or labeler.api.backoff_s < 0:
         raise ConfigError("label.labeler.api: timeout_s must be > 0, max_retries and backoff_s >= 0")
+    _check_strength(label.alignment_min_strength, "label.alignment_min_strength")
     for section in ("alignment_summarize", "alignment_dialogue"):
         for i, ds in enumerate(getattr(label, section)):
             if not ds.path:

@@ -1,6 +1,6 @@
 """Data: readers with precise errors, TL;DR post records, prompt formatting and truncation."""
 
-from rlaif.data.prompts import build_prompt, format_prompt, parse_prompt, truncate_post
+from rlaif.data.prompts import build_prompt, fit_prompt, format_prompt, parse_prompt, truncate_post
 from rlaif.data.readers import DataError, read_rows
 from rlaif.data.splits import eval_records, policy_posts, pool_split, prompt_pool, prompt_records
 from rlaif.data.tldr import LoadReport, load_posts, post_record
@@ -14,6 +14,7 @@ __all__ = [
     "DataError",
     "LoadReport",
     "build_prompt",
+    "fit_prompt",
     "format_prompt",
     "load_posts",
     "parse_prompt",

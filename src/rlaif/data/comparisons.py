@@ -1,15 +1,27 @@
 """Human pairwise comparisons as one `datasets.Dataset` schema, whatever the source.
 
-Every comparison has: id (str), prompt (str), chosen (str), rejected (str), confidence (int or
-None). Sources understood:
+Every comparison has: id (str), post_id (str), prompt (str), chosen (str), rejected (str),
+confidence (int or None: the source's own value, unchanged), strength (int or None: how strongly
+the chosen response won, see below) and choice (int or None: the index of the chosen response in
+the source's `summaries`). Sources understood:
   - `openai/summarize_from_feedback` (config `comparisons`) rows: info{id, post, title, subreddit},
-    summaries[{text, policy, note}] x 2, choice (0/1), extra{confidence} (1-9, often missing). The
-    prompt is the formatted TL;DR prompt, untruncated (the consumer cuts it to its token budget).
+    summaries[{text, policy, note}] x 2, choice (0/1), extra{confidence}. The prompt is the
+    formatted TL;DR prompt, untruncated (the consumer cuts it to its token budget); post_id is
+    info.id.
   - chosen/rejected rows with a `prompt` column, the responses alone (TRL's preference format).
   - chosen/rejected rows that are whole transcripts with no prompt (Anthropic HH-RLHF,
     `\\n\\nHuman: ... \\n\\nAssistant: ...`): the prompt is the shared beginning up to the last
     `\\n\\nAssistant:` before the two transcripts part, and each response is the rest.
 Columns named differently are mapped with `fields` (our name -> the source's column).
+
+`extra.confidence` of summarize_from_feedback is the worker's 9-point PREFERENCE scale, not a
+strength: 1-4 means summaries[0] won (choice 0), 6-9 that summaries[1] won (choice 1), 1 and 9 the
+surest (batch 13: 1,097 rows, every one consistent with its choice, no 5s). A filter
+`confidence >= 8` therefore keeps only pairs the second summary won. The loader turns it into a
+strength symmetric in the two summaries, `strength = |confidence - 5|` (1-4; 3 or more is the
+high-confidence set `confidence <= 2 or >= 8`), and rejects a row whose confidence names the other
+summary than its choice. Other sources have a strength only through a `strength` column (mapped
+with `fields`); their `confidence` column, if any, is kept as given and not interpreted. [H01]
 """
 
 from __future__ import annotations
@@ -23,7 +35,9 @@ from rlaif.data.prompts import format_prompt
 from rlaif.data.readers import DataError
 from rlaif.data.tldr import LoadReport, collect_records
 
-COMPARISON_FIELDS = ("id", "prompt", "chosen", "rejected", "confidence")
+COMPARISON_FIELDS = ("id", "prompt", "chosen", "rejected", "confidence", "strength")
+PREFERENCE_MIDPOINT = 5
+"""The middle of summarize_from_feedback's 9-point scale: below it summaries[0] won, above it summaries[1]."""
 TURN_MARKER = "\n\nAssistant:"
 
 
@@ -37,8 +51,11 @@ def comparison_record(where: str, row: dict, fields: dict[str, str]) -> dict:
         prompt = _text(where, row, col["prompt"], allow_empty=True)
     else:
         prompt, chosen, rejected = split_transcripts(chosen, rejected)
-    confidence = _confidence(where, row.get(col["confidence"]), col["confidence"])
-    return _finish(where, row.get(col["id"]), prompt, chosen, rejected, confidence, col)
+    confidence = _integer(where, row.get(col["confidence"]), col["confidence"])
+    strength = _integer(where, row.get(col["strength"]), col["strength"])
+    if strength is not None and strength < 0:
+        raise DataError(f"{where}: field '{col['strength']}' must be >= 0, got {strength}")
+    return _finish(where, row.get(col["id"]), None, prompt, chosen, rejected, confidence, strength, None, col, "")
 
 
 def split_transcripts(chosen: str, rejected: str) -> tuple[str, str, str]:
@@ -75,9 +92,30 @@ def _sff_record(where: str, row: dict) -> dict:
         info["post"].strip(), (info.get("subreddit") or "").strip(), (info.get("title") or "").strip()
     )
     extra = row.get("extra") if isinstance(row.get("extra"), dict) else {}
-    confidence = _confidence(where, extra.get("confidence"), "extra.confidence")
+    confidence = _integer(where, extra.get("confidence"), "extra.confidence")
+    strength = preference_strength(where, confidence, choice)
     names = {"id": "info.id", "chosen": f"summaries.{choice}.text", "rejected": f"summaries.{1 - choice}.text"}
-    return _finish(where, info.get("id"), prompt, texts[choice], texts[1 - choice], confidence, names)
+    return _finish(
+        where, info.get("id"), info.get("id"), prompt, texts[choice], texts[1 - choice], confidence, strength, choice,
+        names, str(row.get("worker") or ""),
+    )  # fmt: skip
+
+
+def preference_strength(where: str, confidence: int | None, choice: int) -> int | None:
+    """|confidence - 5| of a summarize_from_feedback row (see the module docstring) [H01]; None
+    without a confidence. A confidence on the other side of 5 than `choice` is a DataError: the row
+    contradicts itself, or its source uses another convention, and either way cannot be read."""
+    if confidence is None:
+        return None
+    if not 1 <= confidence <= 9:
+        raise DataError(f"{where}: field 'extra.confidence' must be on the 9-point scale 1-9, got {confidence}")
+    if confidence != PREFERENCE_MIDPOINT and (confidence > PREFERENCE_MIDPOINT) != (choice == 1):
+        side = "summaries[1]" if confidence > PREFERENCE_MIDPOINT else "summaries[0]"
+        raise DataError(
+            f"{where}: field 'extra.confidence' is {confidence}, which says {side} won (1-4: summaries[0], "
+            f"6-9: summaries[1]), but field 'choice' is {choice}"
+        )
+    return abs(confidence - PREFERENCE_MIDPOINT)
 
 
 def _text(where: str, row: dict, column: str, allow_empty: bool = False) -> str:
@@ -91,7 +129,7 @@ def _text(where: str, row: dict, column: str, allow_empty: bool = False) -> str:
     return value
 
 
-def _confidence(where: str, value, column: str) -> int | None:
+def _integer(where: str, value, column: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
@@ -99,16 +137,42 @@ def _confidence(where: str, value, column: str) -> int | None:
     return int(value)
 
 
-def _finish(where: str, raw_id, prompt: str, chosen: str, rejected: str, confidence, names: dict) -> dict:
+def _finish(
+    where: str,
+    raw_id,
+    post_id,
+    prompt: str,
+    chosen: str,
+    rejected: str,
+    confidence,
+    strength,
+    choice,
+    names: dict,
+    judged_by: str,
+) -> dict:
     # An empty response is kept: in HH-RLHF saying nothing is sometimes the preferred answer.
     if chosen == rejected:
         raise DataError(
             f"{where}: fields '{names['chosen']}' and '{names['rejected']}' are identical; the pair has no preference"
         )
     # The id hashes the content, so one comparison in two files de-duplicates; a source id is kept in front.
-    digest = hashlib.sha1("\x00".join((prompt, chosen, rejected)).encode()).hexdigest()[:12]
+    # The worker is part of it: summarize_from_feedback has pairs judged by several workers (batch 13:
+    # 40 pairs, up to 11 judgements each), each judgement a comparison of its own [H01].
+    parts = (prompt, chosen, rejected) + ((judged_by,) if judged_by else ())
+    digest = hashlib.sha1("\x00".join(parts).encode()).hexdigest()[:12]
     cid = f"{raw_id}:{digest}" if raw_id not in (None, "") else digest
-    return {"id": str(cid), "prompt": prompt, "chosen": chosen, "rejected": rejected, "confidence": confidence}
+    # Without a post id the prompt is the post: comparisons of one prompt share it.
+    post_id = str(post_id) if post_id not in (None, "") else hashlib.sha1(prompt.encode()).hexdigest()[:12]
+    return {
+        "id": str(cid),
+        "post_id": post_id,
+        "prompt": prompt,
+        "chosen": chosen,
+        "rejected": rejected,
+        "confidence": confidence,
+        "strength": strength,
+        "choice": choice,
+    }
 
 
 def load_comparisons(sources: list[DatasetConfig], report: LoadReport | None = None) -> Dataset:
@@ -118,3 +182,19 @@ def load_comparisons(sources: list[DatasetConfig], report: LoadReport | None = N
     return collect_records(
         sources, lambda where, row, ds: comparison_record(where, row, ds.fields), report, "comparisons"
     )
+
+
+def at_least_strength(row: dict, min_strength: int | None, keep_unknown: bool) -> bool:
+    """Whether a comparison passes a min-strength filter (symmetric in the two summaries) [H01].
+    None keeps everything; a row without a strength is kept only when `keep_unknown`."""
+    if min_strength is None:
+        return True
+    return keep_unknown if row["strength"] is None else row["strength"] >= min_strength
+
+
+def one_sided_confidence(row: dict, min_confidence: int) -> bool:
+    """The seed's filter, the raw `extra.confidence >= min_confidence` (its evaluate_rm_acc.py uses
+    8). On the 9-point preference scale this is one-sided: above 5 it keeps only pairs that
+    summaries[1] won, so a judge that always prefers the second summary scores 100% on it. Kept to
+    compare with the seed's figures, never as a quality filter. [H01]"""
+    return row["confidence"] is not None and row["confidence"] >= min_confidence

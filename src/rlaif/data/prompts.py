@@ -70,6 +70,15 @@ def _longest_fitting(cuts: list[int], fits) -> int:
     return best
 
 
+def fit_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str, max_tokens: int) -> str:
+    """A TL;DR prompt over the token budget rebuilt with its post cut as data.max_prompt_tokens cuts
+    it; any other prompt (a dialogue) is returned unchanged, for RewardConfig.max_length to cut."""
+    parsed = parse_prompt(prompt)
+    if parsed is None or count_tokens(tokenizer, prompt) <= max_tokens:
+        return prompt
+    return build_prompt(tokenizer, parsed, max_tokens)
+
+
 def build_prompt(tokenizer: PreTrainedTokenizerBase, record: dict, max_tokens: int) -> str:
     """The formatted prompt of a post record, truncated to the budget."""
     post = truncate_post(tokenizer, record["post"], record.get("subreddit", ""), record.get("title", ""), max_tokens)

@@ -1,6 +1,7 @@
 """The numbers evaluate reports: per comparison of two systems (win rate, interval, length-controlled
-win rate, the judge's position bias) and per system (length, EOS rate, reward-model scores,
-ROUGE-L against the references). Pure functions of the cached rows; the statistics are in `stats`.
+win rate, the judge's position bias), per system (length, EOS rate, reward-model scores, ROUGE-L
+against the references), and per policy its paired difference to SFT on the same posts. Pure
+functions of the cached rows; the statistics are in `stats`.
 """
 
 from __future__ import annotations
@@ -71,3 +72,23 @@ def system_metrics(system, rows, references, rm_scores, tokenizer, n_boot, seed)
         lo, hi = stats.bootstrap_ci(rouge, n_boot=n_boot, seed=seed)
         metrics["rouge_l"] = {"mean": float(rouge.mean()), "ci_low": lo, "ci_high": hi, "n": len(rouge)}
     return metrics
+
+
+def versus_baseline(system, baseline, rows, references, rm_scores, n_boot, seed) -> dict:
+    """Paired differences `system - baseline` on the posts both summarised: the mean per-post
+    difference of each reward model's score and of ROUGE-L, with a paired bootstrap interval [E10].
+    `rows`: system -> id -> summary row; `rm_scores`: rm -> system -> id -> score."""
+    ids = [i for i in rows[system] if i in rows[baseline]]
+    out = {"n": len(ids)}
+    if not ids:
+        return out
+    for rm, by_system in rm_scores.items():
+        x = [by_system[system][i] for i in ids]
+        y = [by_system[baseline][i] for i in ids]
+        out[f"rm_score/{rm}"] = stats.paired_bootstrap_ci(x, y, n_boot=n_boot, seed=seed)
+    with_ref = [i for i in ids if i in references]
+    if with_ref:
+        x = [stats.rouge_l(rows[system][i]["summary"], references[i]) for i in with_ref]
+        y = [stats.rouge_l(rows[baseline][i]["summary"], references[i]) for i in with_ref]
+        out["rouge_l"] = stats.paired_bootstrap_ci(x, y, n_boot=n_boot, seed=seed)
+    return out

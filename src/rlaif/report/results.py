@@ -95,7 +95,7 @@ def results_section(doc: Doc, cfg: PipelineConfig, rundir: RunDir, manifest: dic
     else:
         doc.not_run("comparisons", "none of the configured comparisons had both systems")
     _reliability(doc, rundir, manifest, comparisons, judge)
-    _judge_free(doc, metrics.get("systems", {}))
+    _judge_free(doc, metrics.get("systems", {}), metrics.get("versus_sft", {}))
 
 
 def _reliability(doc: Doc, rundir: RunDir, manifest: dict, comparisons: dict, judge: dict) -> None:
@@ -153,7 +153,7 @@ def _reliability(doc: Doc, rundir: RunDir, manifest: dict, comparisons: dict, ju
         )
 
 
-def _judge_free(doc: Doc, systems: dict) -> None:
+def _judge_free(doc: Doc, systems: dict, versus_sft: dict) -> None:
     doc.h3("Judge-free checks")
     rms = sorted({k for m in systems.values() for k in m if k.startswith("rm_score/")})
     headers = (
@@ -171,9 +171,9 @@ def _judge_free(doc: Doc, systems: dict) -> None:
     own_rm = {s.name: f"rm_score/{s.reward}" for s in pipeline.STAGES if s.role == "policy" and s.reward}
     verdicts = []
     for name, rm in own_rm.items():  # did each RL policy move the judge-free checks above SFT?
-        policy, sft = systems.get(name, {}), systems.get("sft", {})
+        policy, sft, paired = systems.get(name, {}), systems.get("sft", {}), versus_sft.get(name, {})
         parts = [
-            f"{label} {fmt(policy[k]['mean'])} vs {fmt(sft[k]['mean'])} ({_versus(policy[k], sft[k])})"
+            f"{label} {fmt(policy[k]['mean'])} vs {fmt(sft[k]['mean'])} ({_versus(paired.get(k))})"
             for k, label in ((rm, f"its reward model ({rm.split('/', 1)[1]})"), ("rouge_l", "ROUGE-L"))
             if k in policy and k in sft
         ]
@@ -188,10 +188,174 @@ def _judge_free(doc: Doc, systems: dict) -> None:
     )
 
 
-def _versus(policy: dict, sft: dict) -> str:
-    side = "above" if policy["mean"] > sft["mean"] else "not above"
-    separate = policy["ci_low"] > sft["ci_high"] or policy["ci_high"] < sft["ci_low"]
-    return f"{side} SFT; " + ("the 95% intervals do not overlap" if separate else "the 95% intervals overlap")
+def _versus(paired: dict | None) -> str:
+    """The verdict from the paired per-post difference to SFT (eval/metrics.json `versus_sft`) [E10]:
+    two intervals of the same posts overlap even when every post moved the same way."""
+    if not paired:
+        return "no paired difference in eval/metrics.json; rerun `rlaif evaluate`"
+    diff, lo, hi = paired["mean_diff"], paired["ci_low"], paired["ci_high"]
+    verdict = "above SFT" if lo > 0 else "below SFT" if hi < 0 else "not distinguishable from SFT"
+    return f"{verdict}: per-post difference {fmt(diff)}, paired 95% CI [{fmt(lo)}, {fmt(hi)}], {paired['n']} posts"
+
+
+# ----------------------------------------------------------------------------------------------
+# Agreement with people [H03]
+
+
+TRAINED_ON = {
+    "ai_labels": "RLAIF: AI labels",
+    "human": "RLHF: human comparisons",
+    "reference_preferred": "RLHF proxy: reference preferred",
+}
+
+
+def _judges(cfg: PipelineConfig, rundir: RunDir, manifest: dict) -> list[tuple[str, dict, dict]]:
+    """(name, agreement block, the stage's metrics) of every judge measured on the held-out human
+    comparisons: the AI labeler, then each reward model, in pipeline order."""
+    found = []
+    if manifest.get("label_alignment", {}).get("status") == "done":
+        m = rundir.metrics("label_alignment").get("human_heldout") or {}
+        if m.get("agreement_with_people"):
+            found.append((f"AI labeler ({m.get('model')})", m["agreement_with_people"], m))
+    for rm in pipeline.reward_models(cfg):
+        if manifest.get(rm.name, {}).get("status") != "done":
+            continue
+        m = rundir.metrics(rm.name)
+        if m.get("agreement_with_people"):
+            trained_on = TRAINED_ON.get(m.get("source"), m.get("source"))
+            found.append((f"reward model `{rm.name}` ({trained_on})", m["agreement_with_people"], m))
+    return found
+
+
+def _figure(m: dict | None, with_n: bool = False) -> str:
+    """`value [low, high]` (and n) of an interval dict of rlaif.evaluation.agreement."""
+    if not m or m.get("value") is None:
+        return "—"
+    n = f" (n={m['n']})" if with_n else ""
+    return f"{fmt(m['value'])} [{fmt(m['ci_low'])}, {fmt(m['ci_high'])}]{n}"
+
+
+def agreement_section(doc: Doc, cfg: PipelineConfig, rundir: RunDir, manifest: dict) -> None:
+    """Every judge of the run against people on the same held-out human comparisons, with the length
+    baseline and chance beside them, each with its 95% interval and its length-matched figure."""
+    doc.h2("Agreement with people", anchor="agreement")
+    judges = _judges(cfg, rundir, manifest)
+    if not cfg.human.comparisons:
+        doc.not_run("agreement with people", "no human comparisons configured (set human.comparisons)")
+        return
+    if not judges:
+        doc.not_run("agreement with people", "no judge measured yet (stages label_alignment, reward, reward_rlhf)")
+        return
+    first = judges[0][1]
+    human = cfg.human
+    one_sided = "one_sided" in first.get("subsets", {})
+    doc.p(
+        f"{first['rows']} held-out human comparisons of {first['posts']} posts (human.comparisons, split by post: "
+        "nothing here was trained on by the RLHF reward model). A judge is right when it prefers the summary the "
+        "person chose (an exact tie counts 1/2). In these comparisons the longer summary usually wins, so each "
+        "figure stands next to what length alone gets: the length baseline (the longer summary wins) on the same "
+        f"rows; the accuracy on length-matched pairs (lengths within {human.length_match_chars} characters); a "
+        "length-balanced accuracy (the mean of its accuracy where the longer summary won and where the shorter one "
+        "won: 0.5 for a judge that only follows length); and the paired difference to the length baseline. High "
+        f"confidence: strength |confidence - 5| >= {human.high_confidence_strength} (the 9-point preference scale "
+        "read symmetrically, see the README). 95% intervals: bootstrap over posts."
+    )
+    headers = [
+        "judge",
+        f"accuracy, all {first['rows']} rows [95% CI]",
+        "high confidence",
+        f"length-matched (≤ {human.length_match_chars} chars)",
+        "length-balanced",
+        "minus length baseline",
+        "prefers the longer summary",
+    ] + (["seed's one-sided filter"] if one_sided else [])
+    rows, notes = [], []
+    for name, a, _ in judges:
+        sub = a.get("subsets", {})
+        row = [
+            name,
+            _figure(a["all_rows"]["accuracy"]),
+            _figure((sub.get("high_confidence") or {}).get("accuracy"), with_n=True),
+            _figure(a["length_matched"]["accuracy"], with_n=True),
+            _figure(a["length_balanced"]),
+            _figure(a["minus_length_baseline"]),
+            _figure(a["prefers_longer"]),
+        ] + ([_figure((sub.get("one_sided") or {}).get("accuracy"), with_n=True)] if one_sided else [])
+        rows.append(row)
+        if a["answered"] < a["rows"]:
+            notes.append(
+                f"{name}: {a['rows'] - a['answered']} of {a['rows']} comparisons undecided, counted 1/2 in the "
+                f"all-rows accuracy; the other columns are on the {a['answered']} decided ones, where its alignment "
+                f"(Lee et al.) is {_figure(a['accuracy'])} and the length baseline {_figure(a['length_baseline'])}."
+            )
+        if a.get("rows_id") != first.get("rows_id"):
+            notes.append(f"{name} was measured on other rows than {judges[0][0]}: rerun its stage (`rlaif run`).")
+    base = first["all_rows"]
+    rows.append(
+        [
+            "length baseline: the longer summary wins",
+            _figure(base["length_baseline"]),
+            _figure(base["subset_length_baselines"].get("high_confidence"), with_n=True),
+            _figure(base["length_matched_baseline"], with_n=True),
+            "0.500 (by construction)",
+            "0.000",
+            "1.000",
+        ]
+        + ([_figure(base["subset_length_baselines"].get("one_sided"), with_n=True)] if one_sided else [])
+    )
+    rows.append(["chance", "0.500", "0.500", "0.500", "0.500", "—", "0.500"] + (["0.500"] if one_sided else []))
+    doc.table(headers, rows)
+    if one_sided:
+        doc.p(
+            f"The seed's filter (raw confidence >= {human.one_sided_min_confidence}) keeps only comparisons the "
+            "second summary won: a judge that always prefers summaries[1] scores 1.0 there. It is shown only to set "
+            "these figures beside the seed's; the high-confidence column is the symmetric one."
+        )
+    for note in notes:
+        doc.note(note, warn="other rows" in note)
+    for name, _, m in judges:
+        wide = m.get("agreement_on_labeler_rows")
+        if wide:  # human.labeler_max_heldout: the labeler alone on more held-out rows
+            bias = wide.get("position_bias") or {}
+            doc.p(
+                f"{name} on {wide['rows']} held-out comparisons ({wide['posts']} posts; the rows above and further "
+                f"ones, human.labeler_max_heldout): accuracy {_figure(wide['all_rows']['accuracy'])} (alignment on "
+                f"the {wide['answered']} decided: {_figure(wide['accuracy'])}), length baseline on the same rows "
+                f"{_figure(wide['all_rows']['length_baseline'])}; length-matched "
+                f"{_figure(wide['length_matched']['accuracy'], with_n=True)} against "
+                f"{_figure(wide['length_matched']['length_baseline'])}; length-balanced "
+                f"{_figure(wide['length_balanced'])}; high confidence "
+                f"{_figure(wide['subsets']['high_confidence']['accuracy'], with_n=True)}; verdict flips when the order "
+                f"is swapped {fmt(bias.get('flip_rate'))}, answers choosing the first slot {fmt(bias.get('first_rate'))}."
+            )
+    extra = []
+    for name, a, m in judges:
+        if "score_std" in a:
+            extra.append(
+                [
+                    name,
+                    f"score std {fmt(a['score_std'])}; correlation of score with length {fmt(a.get('score_length_correlation'))}",
+                    f"loss {m.get('loss')}, "
+                    + (f"label clamp {m['label_clamp']}" if m.get("label_clamp") else "no label clamp"),
+                ]
+            )
+        else:
+            bias, cal = a.get("position_bias") or {}, a.get("calibration") or {}
+            extra.append(
+                [
+                    name,
+                    f"verdict flips when the order is swapped {fmt(bias.get('flip_rate'))}; answers choosing the first "
+                    f"slot {fmt(bias.get('first_rate'))}",
+                    f"soft label vs human choice: ECE {fmt(cal.get('expected_calibration_error'))}, "
+                    f"Brier {fmt(cal.get('brier'))} (0.25 = always 0.5)",
+                ]
+            )
+    doc.table(["judge", "scale / position bias", "training / calibration"], extra)
+    doc.p(
+        "Score std is the spread of a reward model's scores over the held-out summaries: the PPO stage adds the score "
+        "to a KL penalty with one kl_coef, so a narrower reward model (soft labels clamped to [0.4, 0.6], [D17]) is "
+        "regularised more than a wider one."
+    )
 
 
 def samples_section(doc: Doc, cfg: PipelineConfig, rundir: RunDir, manifest: dict) -> None:

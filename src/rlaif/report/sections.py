@@ -16,7 +16,7 @@ from rlaif.jsonl import read_jsonl
 from rlaif.labelers.annotate import label_position_bias
 from rlaif.report import plots
 from rlaif.report.render import Doc, fmt
-from rlaif.report.results import results_section, samples_section
+from rlaif.report.results import agreement_section, results_section, samples_section
 
 
 def build(cfg: PipelineConfig, rundir: RunDir) -> Doc:
@@ -24,6 +24,7 @@ def build(cfg: PipelineConfig, rundir: RunDir) -> Doc:
     manifest = rundir.manifest()["stages"]
     doc.p(f"Run folder {rundir.root}; report written {time.strftime('%Y-%m-%d %H:%M:%S')}.")
     results_section(doc, cfg, rundir, manifest)
+    agreement_section(doc, cfg, rundir, manifest)
     _timings(doc, manifest)
     disabled = []
     for stage in pipeline.STAGES:
@@ -89,11 +90,14 @@ def _read_metrics(d: Path) -> dict:
 
 
 def scalars(metrics: dict, prefix: str = "") -> list[list]:
-    """Flat (key, value) rows of a metrics dict: numbers, strings and booleans; lists left out."""
+    """Flat (key, value) rows of a metrics dict: numbers, strings and booleans; lists left out, and the
+    agreement figures too (the section "Agreement with people" shows them)."""
     rows = []
     for key, value in metrics.items():
         name = f"{prefix}{key}"
-        if isinstance(value, dict):
+        if key == "agreement_with_people":
+            rows.append([name, "see Agreement with people"])
+        elif isinstance(value, dict):
             rows += scalars(value, f"{name}/")
         elif isinstance(value, (int, float, str, bool)) or value is None:
             rows.append([name, fmt(value, 4)])
@@ -159,6 +163,8 @@ def _label(doc: Doc, name: str, d: Path) -> None:
 def _reward(doc: Doc, name: str, d: Path) -> None:
     metrics = _read_metrics(d)
     accuracy = [[k, fmt(v)] for k, v in metrics.items() if "accuracy" in k and isinstance(v, (int, float))]
+    if metrics.get("score_std") is not None:
+        accuracy.append([f"score scale: std of scores on {metrics.get('score_std_on')}", fmt(metrics["score_std"])])
     if accuracy:
         doc.table(["accuracy", "value"], accuracy)
     calibration = metrics.get("calibration")

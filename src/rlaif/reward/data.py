@@ -1,10 +1,12 @@
 """Preference pairs for the reward stage, one schema whatever the source.
 
-A pair is {"id", "prompt", "summary_a", "summary_b", "p_a", "confidence"}: `p_a` is P(a > b) as
-given (a soft AI label, or 1.0 when a is the human-chosen or reference summary); clamping and
-margins are the trainer's business. Sources (RewardConfig.source):
+A pair is {"id", "prompt", "summary_a", "summary_b", "p_a", "strength"}: `p_a` is P(a > b) as
+given (a soft AI label, or 1.0 when a is the human-chosen or reference summary); `strength` is a
+human comparison's |confidence - 5| (None elsewhere) [H01]; clamping and margins are the trainer's
+business. Sources (RewardConfig.source):
   - ai_labels: labels/labels.jsonl of the label stage; undecided rows are dropped;
-  - human: human comparisons (rlaif.data.comparisons), a = chosen;
+  - human: human comparisons (rlaif.data.comparisons), a = chosen; comparisons of a post held out
+    by the human split are never trained on [H02];
   - reference_preferred: a = a post's human reference summary, b = an SFT sample for the post.
     A proxy for human comparisons: humans wrote one side, nobody compared the two.
 """
@@ -19,9 +21,9 @@ import torch
 from tqdm.auto import tqdm
 
 from rlaif.config import DatasetConfig, PipelineConfig, RewardConfig
-from rlaif.data import DataError, build_prompt, load_posts, parse_prompt
-from rlaif.data.comparisons import load_comparisons
-from rlaif.data.prompts import count_tokens
+from rlaif.data import DataError, build_prompt, load_posts
+from rlaif.data.comparisons import at_least_strength, load_comparisons
+from rlaif.data.prompts import fit_prompt
 from rlaif.data.tldr import LoadReport
 from rlaif.generation import generate
 from rlaif.jsonl import AppendLog
@@ -55,7 +57,7 @@ def label_pairs(path: Path) -> tuple[list[dict], int]:
                     "summary_a": row["summary_a"],
                     "summary_b": row["summary_b"],
                     "p_a": float(p_a),
-                    "confidence": None,
+                    "strength": None,
                 }
             )
     if not pairs:
@@ -63,45 +65,69 @@ def label_pairs(path: Path) -> tuple[list[dict], int]:
     return pairs, undecided
 
 
-def fit_prompt(tokenizer, prompt: str, max_tokens: int) -> str:
-    """A TL;DR prompt over the token budget is rebuilt with the post cut as data.max_prompt_tokens
-    cuts it; any other prompt (a dialogue) is left for RewardConfig.max_length to cut."""
-    parsed = parse_prompt(prompt)
-    if parsed is None or count_tokens(tokenizer, prompt) <= max_tokens:
-        return prompt
-    return build_prompt(tokenizer, parsed, max_tokens)
-
-
-def human_pairs(
-    tokenizer, sources: list[DatasetConfig], min_confidence: int | None, max_prompt_tokens: int
+def comparison_pairs(
+    tokenizer, rows: list[dict], min_strength: int | None, max_prompt_tokens: int, heldout_posts=frozenset()
 ) -> tuple[list[dict], dict]:
-    """Comparisons as pairs with a = chosen, keeping those with confidence >= min_confidence (or none)."""
-    report = LoadReport()
-    comparisons = load_comparisons(sources, report)
-    pairs, low = [], 0
-    for row in comparisons:
-        if min_confidence is not None and row["confidence"] is not None and row["confidence"] < min_confidence:
-            low += 1
+    """Comparison records as pairs with a = chosen, keeping those whose strength is at least
+    min_strength (or unknown) [H01] and leaving out every post in `heldout_posts` [H02]."""
+    pairs, weak, held = [], 0, 0
+    for row in rows:
+        if row["post_id"] in heldout_posts:
+            held += 1
+            continue
+        if not at_least_strength(row, min_strength, keep_unknown=True):
+            weak += 1
             continue
         pairs.append(
             {
                 "id": row["id"],
+                "post_id": row["post_id"],
                 "prompt": fit_prompt(tokenizer, row["prompt"], max_prompt_tokens),
                 "summary_a": row["chosen"],
                 "summary_b": row["rejected"],
                 "p_a": 1.0,
-                "confidence": row["confidence"],
+                "strength": row["strength"],
             }
         )
+    return pairs, {"below_min_strength": weak, "heldout_posts_left_out": held}
+
+
+def human_pairs(
+    tokenizer,
+    sources: list[DatasetConfig],
+    min_strength: int | None,
+    max_prompt_tokens: int,
+    heldout_posts=frozenset(),
+) -> tuple[list[dict], dict]:
+    """The comparisons of `sources` as pairs (see comparison_pairs), with what the load dropped."""
+    report = LoadReport()
+    comparisons = load_comparisons(sources, report)
+    pairs, dropped = comparison_pairs(tokenizer, list(comparisons), min_strength, max_prompt_tokens, heldout_posts)
     if not pairs:
         raise DataError(
-            f"no comparisons left in {', '.join(s.path for s in sources)} after min confidence {min_confidence}"
+            f"no comparisons left in {', '.join(s.path for s in sources)} after min strength {min_strength} "
+            f"and the held-out posts ({dropped})"
         )
-    return pairs, {
-        "skipped_bad_rows": report.skipped_bad,
-        "duplicate_rows": report.duplicates,
-        "below_min_confidence": low,
-    }
+    return pairs, {"skipped_bad_rows": report.skipped_bad, "duplicate_rows": report.duplicates, **dropped}
+
+
+def rlhf_human_pairs(
+    cfg: PipelineConfig, tokenizer, sources: list[DatasetConfig], min_strength: int | None
+) -> tuple[list[dict], dict]:
+    """The RLHF arm's human comparisons as pairs (a = chosen, p_a = 1): those of `sources`, or, when
+    it is empty, the training part of human.comparisons; posts of human's held-out part are left
+    out either way, so nothing the RLHF arm learns from is among the rows every judge is measured
+    on [H02]. The reward_rlhf and dpo_rlhf stages read their pairs here."""
+    from rlaif.data.splits import human_split
+
+    split = human_split(cfg)
+    max_tokens = cfg.data.max_prompt_tokens
+    if sources:
+        return human_pairs(tokenizer, sources, min_strength, max_tokens, split.heldout_posts)
+    pairs, dropped = comparison_pairs(tokenizer, split.train, min_strength, max_tokens, split.heldout_posts)
+    if not pairs:
+        raise DataError(f"no training comparisons left in human.comparisons after min strength {min_strength}")
+    return pairs, {"human_split": split.report, **dropped}
 
 
 def reference_records(cfg: PipelineConfig, tokenizer) -> list[dict]:
@@ -167,7 +193,7 @@ def reference_pairs(samples: dict[str, dict]) -> list[dict]:
             "summary_a": s["reference"],
             "summary_b": s["sample"],
             "p_a": 1.0,
-            "confidence": None,
+            "strength": None,
         }
         for s in samples.values()
         if s["sample"].strip() != s["reference"].strip()

@@ -1,7 +1,8 @@
 """One module per stage, each with `run(ctx: StageContext) -> dict` (the stage's metrics).
 
 `run_stage` owns the bookkeeping every stage shares: it computes the stage's fingerprint once (its
-config section, the identity of its upstream stages, the content of its data files; see
+config section, the identity of its upstream stages, the content of its data files, the settings
+of other sections it reads; see
 rlaif.artifacts), skips a stage whose finished outputs match it, marks it running (wiping stale
 partial outputs, keeping a resumable one), hands the stage a `StageContext`, writes its metrics and
 marks it done, or failed with the error. What a stage reads and writes is declared in rlaif.pipeline.

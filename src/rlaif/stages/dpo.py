@@ -64,12 +64,11 @@ def training_pairs(ctx: StageContext, tokenizer) -> tuple[list[dict], dict]:
 
 def human_comparison_pairs(cfg, tokenizer) -> tuple[list[dict], dict]:
     """The RLHF arm's human comparisons as pairs with a = chosen, p_a = 1: dpo.comparisons (with
-    dpo.min_confidence), else reward_rlhf's (with its min_confidence), so both RLHF methods learn from
-    the same human choices."""
-    from rlaif.reward.data import human_pairs
+    dpo.min_strength), else those reward_rlhf trains on (its comparisons or the training part of
+    human.comparisons, with its min_strength), so both RLHF methods learn from the same human
+    choices; human's held-out posts are left out either way [H02]."""
+    from rlaif.reward.data import rlhf_human_pairs
 
     if cfg.dpo.comparisons:
-        sources, min_confidence = cfg.dpo.comparisons, cfg.dpo.min_confidence
-    else:
-        sources, min_confidence = cfg.reward_rlhf.comparisons, cfg.reward_rlhf.min_confidence
-    return human_pairs(tokenizer, sources, min_confidence, cfg.data.max_prompt_tokens)
+        return rlhf_human_pairs(cfg, tokenizer, cfg.dpo.comparisons, cfg.dpo.min_strength)
+    return rlhf_human_pairs(cfg, tokenizer, cfg.reward_rlhf.comparisons, cfg.reward_rlhf.min_strength)

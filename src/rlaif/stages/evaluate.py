@@ -7,7 +7,8 @@ summarises every post greedily with the same token cap (rlaif.evaluation.summari
 reference is a system too, on posts that have one. Each `A:B` comparison is judged in both orders
 (a tie when they disagree) and reported as a win rate with ties as half, a 95% bootstrap interval,
 the judge's position bias and a length-controlled win rate; each system gets its mean reward-model
-score, length and ROUGE-L against the references. All three caches are append-only, so a killed
+score, length and ROUGE-L against the references, and each policy its paired per-post difference to
+SFT on those. All three caches are append-only, so a killed
 run resumes where it stopped.
 """
 
@@ -22,7 +23,7 @@ from tqdm.auto import tqdm
 from rlaif import pipeline
 from rlaif.artifacts import atomic_write_text, is_main_process
 from rlaif.data import DataError, eval_records
-from rlaif.evaluation.metrics import comparison_metrics, judge_position_bias, system_metrics
+from rlaif.evaluation.metrics import comparison_metrics, judge_position_bias, system_metrics, versus_baseline
 from rlaif.evaluation.summaries import generation_settings, greedy_summaries
 from rlaif.jsonl import AppendLog, read_jsonl
 from rlaif.labelers.eval_judge import eval_prompt, judge_pairs
@@ -93,6 +94,14 @@ def run(ctx: StageContext) -> dict:
                 s, summaries[s], text.get(REFERENCE, {}), rm_scores, tokenizer, settings.bootstrap_samples, cfg.seed
             )
             for s in summaries
+        },
+        # Each policy against SFT on the same posts, per post: the report's verdicts read these [E10].
+        "versus_sft": {
+            s: versus_baseline(
+                s, "sft", summaries, text.get(REFERENCE, {}), rm_scores, settings.bootstrap_samples, cfg.seed
+            )
+            for s in summaries
+            if s not in ("sft", REFERENCE) and "sft" in summaries
         },
         "seconds": round(time.time() - t0, 2),
     }
