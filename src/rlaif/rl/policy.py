@@ -116,11 +116,14 @@ def head_values(value_head: nn.Linear, hidden: torch.Tensor) -> torch.Tensor:
 class PolicyAndValue(nn.Module):
     """Everything trainable as one module, so DDP wraps one thing and one optimizer steps it."""
 
-    def __init__(self, policy: nn.Module, value_head: nn.Linear, value_model: nn.Module | None, shared_layers: int = 0):
+    def __init__(
+        self, policy: nn.Module, value_head: nn.Linear | None, value_model: nn.Module | None, shared_layers: int = 0
+    ):
         super().__init__()
         self.policy = policy
         self.value_head = value_head
-        """Linear(H, 1) with a bias: the critic starts as the reward model, bias included [D49]."""
+        """Linear(H, 1) with a bias: the critic starts as the reward model, bias included [D49]. None:
+        no critic (RLOO, GRPO [D51]), and forward returns no values."""
         self.value_model = value_model
         """None (lean): the value head reads the policy's own hidden states."""
         self.shared_layers = shared_layers
@@ -133,13 +136,15 @@ class PolicyAndValue(nn.Module):
         context_length: int,
         temperature: float,
         layer_inputs: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Policy logits divided by the temperature [D14] and values, at the response positions:
-        (B, T, V) and (B, T), float32; `layer_inputs`: see response_hidden."""
+        (B, T, V) and (B, T), float32 (values None without a critic); `layer_inputs`: see response_hidden."""
         hidden = response_hidden(
             self.policy, query_responses, attention_mask, context_length, layer_inputs, self.shared_layers
         )
         logits = hf_model(self.policy).get_output_embeddings()(hidden).float() / temperature
+        if self.value_head is None:
+            return logits, None
         if self.value_model is not None:
             hidden = response_hidden(self.value_model, query_responses, attention_mask, context_length)
         return logits, head_values(self.value_head, hidden)
@@ -157,7 +162,7 @@ class PolicyAndValue(nn.Module):
 
 @dataclass
 class RLModels:
-    """Every model of one PPO run, on one device, and the precision they compute in [D50]."""
+    """Every model of one RL run (PPO, RLOO or GRPO), on one device, and the precision they compute in [D50]."""
 
     trainable: PolicyAndValue
     reference: nn.Module | None
@@ -259,7 +264,7 @@ def check_top_forward(policy_value: PolicyAndValue) -> None:
     """Running only the top layers from saved layer inputs must equal the full forward; a model
     whose forward does more than embed -> layers -> norm (e.g. scales its embeddings, or adds
     position embeddings as GPT-2 does) fails here."""
-    ids = torch.arange(3, 11, device=policy_value.value_head.weight.device).unsqueeze(0)  # (1, 8)
+    ids = torch.arange(3, 11, device=next(policy_value.policy.parameters()).device).unsqueeze(0)  # (1, 8)
     mask = torch.ones_like(ids)
     with capture_layer_inputs(policy_value.policy, policy_value.shared_layers) as captured:
         full = last_hidden(policy_value.policy, ids, mask)
@@ -286,10 +291,11 @@ def save_policy(models: RLModels, tokenizer, out: Path) -> None:
         adapter_dir = out.parent / "adapter"
         policy = merge_adapter(policy, adapter_dir, selected_adapters=[policy.active_adapter])
         head = models.trainable.value_head
-        save_file(
-            {"weight": head.weight.detach().contiguous().cpu(), "bias": head.bias.detach().contiguous().cpu()},
-            str(adapter_dir / "value_head.safetensors"),
-        )
+        if head is not None:  # RLOO and GRPO have no critic
+            save_file(
+                {"weight": head.weight.detach().contiguous().cpu(), "bias": head.bias.detach().contiguous().cpu()},
+                str(adapter_dir / "value_head.safetensors"),
+            )
     policy.config.use_cache = True
     policy.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
