@@ -79,7 +79,7 @@ class RLConfig:
     mode: Literal["standard", "lean"] = "standard"
     """`standard`: separate policy, value, reference and reward models, full fine-tuning (what
     TRL 0.13's PPOTrainer does). `lean`: one frozen base (sft/model) with a LoRA policy adapter and
-    a value head on its hidden states; the reference is the base with the adapter off; the reward
+    a value head on its hidden states (PPO's critic; RLOO and GRPO have none); the reference is the base with the adapter off; the reward
     model stays separate and frozen (or, LoRA-trained on the same base, runs as a second adapter).
     Far less memory and compute per episode. [D40]"""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
