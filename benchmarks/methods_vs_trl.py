@@ -86,6 +86,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -720,7 +721,10 @@ def run_ours(method: str, mode: str, inputs: dict, count: int, out_dir: Path) ->
     per pair, both sequences), for DPO sequence_tokens, and optionally step_seconds (each optimizer
     step's span). The parent adds peak RSS and FLOP/s.
     Raise NotImplementedError (its message is reported) while the method is missing."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    # an empty scratch folder: a reference_logprobs.jsonl or metrics.jsonl left by an earlier measurement
+    # (another count, another checkout) would be refused or mixed into this one's
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)
     if method == "dpo":
         return _ours_dpo(mode, inputs, count, out_dir)
     return _ours_group(method, mode, inputs, count, out_dir)
@@ -737,7 +741,6 @@ def _ours_group(method: str, mode: str, inputs: dict, count: int, out_dir: Path)
     from rlaif.rl.build import build_rl_models
     from rlaif.rl.trainer import PPOTrainer
 
-    (out_dir / "metrics.jsonl").unlink(missing_ok=True)
     ppo = PPOSettings(
         ppo_epochs=1,  # one update per rollout (TRL: num_iterations 1, one optimizer step per generation)
         num_minibatches=1,
