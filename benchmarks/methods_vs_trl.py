@@ -86,6 +86,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -252,11 +253,13 @@ def model_flops(side: str, method: str, mode: str, r: dict, n_body: int, n_head:
     backward recomputes its logits) are left out. Tokens are counted unpadded: prompts, and the
     completions' measured mean length. TRL projects every position through the vocabulary head on
     CPU (see the module docstring); ours only the completion positions.
-    Ours: the design of our PPO [D43][D48] (log-probs from sampling, no extra pass; lean runs the
-    reference and training passes on the top layers only); check it against RLOO/GRPO/DPO when they land."""
+    Ours: RLOO/GRPO run our PPO's rollout without the critic [D43][D48][D51] (log-probs from sampling, no
+    extra pass; lean runs the reference and training passes on the top layers only); our DPO runs each
+    pair's prompt once for both summaries [P02], in the reference pass and in training."""
     top = 1.0 - SHARED_LAYERS if mode == "lora" else 1.0  # fraction of the body that is back-propagated
     if method == "dpo":
-        T = r["sequence_tokens"]  # per pair, both sequences
+        # per pair, both sequences; ours runs the prompt once for both [P02]
+        T = r["sequence_tokens"] if side == "trl" else r["prompt_tokens"] + r["completion_tokens"]
         C = r["completion_tokens"]  # per pair, both completions (EOS included)
         head_positions = T if side == "trl" else C
         ref = 2 * n_body * T + 2 * n_head * head_positions
@@ -718,60 +721,157 @@ def run_ours(method: str, mode: str, inputs: dict, count: int, out_dir: Path) ->
     per pair, both sequences), for DPO sequence_tokens, and optionally step_seconds (each optimizer
     step's span). The parent adds peak RSS and FLOP/s.
     Raise NotImplementedError (its message is reported) while the method is missing."""
+    # an empty scratch folder: a reference_logprobs.jsonl or metrics.jsonl left by an earlier measurement
+    # (another count, another checkout) would be refused or mixed into this one's
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)
     if method == "dpo":
-        return run_ours_dpo(mode, inputs, count, out_dir)
-    raise NotImplementedError(
-        f"our {method} ({OURS_MODE[mode]}) is not written yet: complete run_ours in benchmarks/methods_vs_trl.py"
-    )
+        return _ours_dpo(mode, inputs, count, out_dir)
+    return _ours_group(method, mode, inputs, count, out_dir)
 
 
-def run_ours_dpo(mode: str, inputs: dict, count: int, out_dir: Path) -> dict:
-    """rlaif.dpo.trainer.train_dpo on the first `count` pairs: hard labels (p = 1), DPO_BATCH pairs per
-    optimizer step in micro-batches of DPO_MICRO_BATCH, reference log-probs computed once before the
-    first step (timed, as TRL's precompute is), full fine-tuning or LoRA on the top half (TRL's
-    layers_to_transform). No truncation (TRL's max_length=None). Our schedule is a warmup then
-    constant (TRL: cosine): the speed does not depend on it."""
-    import shutil
-
+def _ours_group(method: str, mode: str, inputs: dict, count: int, out_dir: Path) -> dict:
+    """Our RLOO / GRPO (rlaif.rl.trainer with the `rloo` / `grpo` section's algorithm) on the settings above."""
     import torch
+    from accelerate import Accelerator
 
-    from rlaif.config import DPOConfig, LoraSettings
-    from rlaif.dpo.trainer import train_dpo
-    from rlaif.jsonl import read_complete
+    import rlaif.rl.rollout as rollout_module
+    from rlaif.config import GRPOConfig, LoraSettings, PPOSettings, RLOOConfig
     from rlaif.models import load_tokenizer
+    from rlaif.rl.build import build_rl_models
+    from rlaif.rl.trainer import PPOTrainer
 
-    shutil.rmtree(out_dir, ignore_errors=True)  # a fresh run, not a resume
-    pairs = json.loads(Path(inputs["pairs"]).read_text())[:count]
-    rows = [
-        {"id": p["id"], "prompt": p["prompt"], "summary_a": p["chosen"], "summary_b": p["rejected"], "p_a": 1.0}
-        for p in pairs
-    ]
-    lora = LoraSettings(enabled=mode == "lora", r=LORA_R, alpha=LORA_ALPHA, dropout=0.0, frozen_layers=SHARED_LAYERS)
-    settings = DPOConfig(
-        arms=["rlaif"],
-        beta=DPO_BETA,
-        learning_rate=LEARNING_RATE["dpo", mode],
-        warmup_ratio=0.0,
+    ppo = PPOSettings(
+        ppo_epochs=1,  # one update per rollout (TRL: num_iterations 1, one optimizer step per generation)
+        num_minibatches=1,
+        micro_batch_size=MICRO_BATCH,
+        cliprange=CLIP,
+        learning_rate=LEARNING_RATE["rl", mode],
+        lr_scheduler_type="cosine",
         adam_eps=ADAM_EPS,
         weight_decay=0.0,
+        max_grad_norm=MAX_GRAD_NORM,
+    )
+    section = RLOOConfig if method == "rloo" else GRPOConfig
+    settings = section(
+        mode=OURS_MODE[mode],
+        lora=LoraSettings(enabled=True, r=LORA_R, alpha=LORA_ALPHA, dropout=0.0),  # lean: top layers [D48]
+        shared_layers=SHARED_LAYERS,
+        group_size=K,
+        total_episodes=count,
+        rollout_batch_size=PROMPTS_PER_STEP,
+        response_length=RESPONSE,
+        temperature=TEMPERATURE,
+        forward_batch_size=GEN_BATCH,  # the no-grad passes (reference, reward) over the whole rollout at once
+        kl_coef=KL_COEF,
+        missing_eos_penalty=0.0,  # TRL applies none
+        save_steps=10**9,
+        sample_steps=10**9,
+        heldout_posts=0,
+        ppo=ppo,
+    )
+    if count % (PROMPTS_PER_STEP * K):
+        raise SystemExit(f"ours: {count} episodes is not a whole number of steps of {GEN_BATCH}")
+    accelerator = Accelerator(cpu=True)
+    tokenizer = load_tokenizer(inputs["policy"], padding_side="left")  # the same ids and pad as .bench/tokenizer
+    prompts = json.loads(Path(inputs["prompts"]).read_text())
+    torch.manual_seed(0)
+    models = build_rl_models(settings, inputs["policy"], inputs["rm"], None, tokenizer, accelerator)
+    trainable = models.trainable
+    if trainable.value_head is not None or trainable.value_model is not None:
+        raise SystemExit(f"ours {method}: a critic was built")
+    n_trainable = sum(p.numel() for p in trainable.parameters() if p.requires_grad)
+    trainer = PPOTrainer(models, tokenizer, prompts, settings, out_dir, seed=0, accelerator=accelerator)
+
+    generate = {"seconds": 0.0}
+    sample = rollout_module.sample
+
+    def timed_sample(*args, **kwargs):  # the sampling loop alone, as TRL's _generate is timed
+        t = time.perf_counter()
+        out = sample(*args, **kwargs)
+        generate["seconds"] += time.perf_counter() - t
+        return out
+
+    rollout_module.sample = timed_sample
+    t = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - t
+    rollout_module.sample = sample
+    done = trainer.num_steps * trainer.global_batch
+    rows = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
+    rollout_s = sum(r["time/rollout_s"] for r in rows)
+    prompt_tokens = [
+        len(tokenizer(record["prompt"], add_special_tokens=False).input_ids)
+        for step in range(trainer.num_steps)
+        for record in trainer.prompts_for(step)
+    ]
+    return {
+        "side": "ours",
+        "method": method,
+        "mode": mode,
+        "unit": "episodes",
+        "count": done,
+        "seconds": seconds,
+        "rate": done / seconds,
+        "phases": {
+            "generate": generate["seconds"],
+            "score": rollout_s - generate["seconds"],  # reference and reward passes
+            "update": seconds - rollout_s,
+        },
+        "prompt_tokens": sum(prompt_tokens) / len(prompt_tokens),  # K samples of each: the same mean
+        "completion_tokens": sum(r["response/length"] for r in rows) / len(rows),
+        "steps": trainer.num_steps,
+        "step_seconds": [r["time/rollout_s"] + r["time/update_s"] for r in rows],
+        "metrics": {key: [r[key] for r in rows] for key in ("objective/raw_scores", "objective/kl", "response/length")},
+        "trainable_parameters": n_trainable,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def _ours_dpo(mode: str, inputs: dict, count: int, out_dir: Path) -> dict:
+    """Our offline DPO (rlaif.dpo.trainer.train_dpo): hard labels, reference log-probs computed once."""
+    import torch
+    from accelerate import Accelerator
+
+    from rlaif.config import DPOConfig, LoraSettings
+    from rlaif.dpo.sequences import encode_pairs
+    from rlaif.dpo.trainer import train_dpo
+    from rlaif.models import load_tokenizer
+
+    max_response = 10**4  # TRL: max_length None, nothing cut
+    settings = DPOConfig(
+        # LoRA where TRL's side has it (trl_lora_config): every linear layer of the top half
+        lora=LoraSettings(enabled=mode == "lora", r=LORA_R, alpha=LORA_ALPHA, dropout=0.0, frozen_layers=SHARED_LAYERS),
+        beta=DPO_BETA,
+        max_response_tokens=max_response,
+        learning_rate=LEARNING_RATE["dpo", mode],
+        warmup_ratio=0.0,
+        weight_decay=0.0,
+        adam_eps=ADAM_EPS,
         max_grad_norm=MAX_GRAD_NORM,
         batch_size=DPO_BATCH,
         micro_batch_size=DPO_MICRO_BATCH,
         reference_batch_size=DPO_MICRO_BATCH,
         num_epochs=1.0,
-        max_response_tokens=4096,
-        dtype="float32",
-        lora=lora,
         save_steps=10**9,
-        snapshots=0,
     )
-    torch.manual_seed(0)
-    result = train_dpo(inputs["policy"], rows, settings, out_dir, seed=0, tokenizer=load_tokenizer(inputs["policy"]))
+    rows = json.loads(Path(inputs["pairs"]).read_text())[:count]
+    pairs = [{"id": r["id"], "prompt": r["prompt"], "summary_a": r["chosen"], "summary_b": r["rejected"], "p_a": 1.0}
+             for r in rows]  # fmt: skip
+    tokenizer = load_tokenizer(inputs["policy"])
+    encoded = encode_pairs(tokenizer, pairs, max_response)
+    result = train_dpo(inputs["policy"], pairs, settings, out_dir, seed=0, accelerator=Accelerator(cpu=True),
+                       tokenizer=tokenizer)  # fmt: skip
     m = result.metrics
-    done = m["steps"] * DPO_BATCH
+    trainable = sum(p.numel() for p in result.policy.parameters() if p.requires_grad)
+    if (mode == "full") != (trainable == sum(p.numel() for p in result.policy.parameters())):
+        raise SystemExit(f"ours dpo {mode}: {trainable} parameters trainable")
+    done = m["pairs_trained"]
+    trained = encoded[:done]  # one epoch: every pair once (the order does not change the token counts)
+    completion = sum(len(p.a) + len(p.b) for p in trained) / done
+    prompt = sum(len(p.prompt) for p in trained) / done
     seconds = m["reference_seconds"] + m["train_seconds"]
-    log = read_complete(out_dir / "metrics.jsonl")
-    sequence_tokens, prompt_tokens = inputs["dpo_sequence_tokens"], inputs["dpo_prompt_tokens"]
     return {
         "side": "ours",
         "method": "dpo",
@@ -781,13 +881,12 @@ def run_ours_dpo(mode: str, inputs: dict, count: int, out_dir: Path) -> dict:
         "seconds": seconds,
         "rate": done / seconds,
         "phases": {"reference": m["reference_seconds"], "train": m["train_seconds"]},
-        "sequence_tokens": sequence_tokens,
-        "completion_tokens": sequence_tokens - 2 * prompt_tokens,
-        "prompt_tokens": prompt_tokens,
+        "sequence_tokens": 2 * prompt + completion,
+        "completion_tokens": completion,
+        "prompt_tokens": prompt,
         "steps": m["steps"],
-        "step_seconds": [row["time/step_s"] for row in log],
-        "final_loss": m["last_step"]["loss/dpo"],
-        "trainable_parameters": sum(p.numel() for p in result.policy.parameters() if p.requires_grad),
+        "final_loss": m["last_step"].get("loss/dpo"),
+        "trainable_parameters": trainable,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }

@@ -170,8 +170,9 @@ def _reward_data(cfg: PipelineConfig, stage: Stage) -> list[DatasetConfig]:
 
 
 def uses_direct_reward(cfg: PipelineConfig, stage: Stage) -> bool:
-    """d-RLAIF replaces the reward model of the RLAIF arm only; the RLHF arm keeps its human-trained RM."""
-    return stage.arm == "rlaif" and cfg.rl.reward_source == "direct"
+    """d-RLAIF replaces the reward model of the RLAIF arm only; the RLHF arm keeps its human-trained RM.
+    The RL stage's own section (rl, rloo or grpo) says which reward its RLAIF arm uses."""
+    return stage.arm == "rlaif" and _section(cfg, stage).reward_source == "direct"
 
 
 def _rl_upstream(cfg: PipelineConfig, stage: Stage) -> tuple[str, ...]:
@@ -181,11 +182,12 @@ def _rl_upstream(cfg: PipelineConfig, stage: Stage) -> tuple[str, ...]:
 def _rl_data(cfg: PipelineConfig, stage: Stage) -> list[DatasetConfig]:
     from rlaif.config import DatasetConfig
 
-    sources = list(cfg.rl.prompts or cfg.data.prompts)
+    settings = _section(cfg, stage)
+    sources = list(settings.prompts or cfg.data.prompts)
     # d-RLAIF's prompt template file is an input: editing it must make the policy stale [L09]
-    if uses_direct_reward(cfg, stage) and cfg.rl.direct_prompt_file:
-        sources.append(DatasetConfig(path=cfg.rl.direct_prompt_file))
-    return sources + (list(cfg.data.eval) if cfg.rl.heldout_posts else [])
+    if uses_direct_reward(cfg, stage) and settings.direct_prompt_file:
+        sources.append(DatasetConfig(path=settings.direct_prompt_file))
+    return sources + (list(cfg.data.eval) if settings.heldout_posts else [])
 
 
 def _arm_listed(section: str, arm: str) -> Callable[[PipelineConfig], bool]:
@@ -315,7 +317,7 @@ STAGES: list[Stage] = [
     Stage(
         "rl", "rlaif.stages.rl", "rl", "rl",
         "PPO of the SFT policy against the RLAIF reward model (or the direct AI reward)",
-        artifacts=("model", "heldout.jsonl"), upstream=_rl_upstream, data=_rl_data, arm="rlaif",
+        artifacts=("model", "heldout.jsonl", "trajectory"), upstream=_rl_upstream, data=_rl_data, arm="rlaif",
         role="policy", label="RL (RLAIF)", reward="reward", report="rl",
     ),
     Stage(
@@ -329,8 +331,33 @@ STAGES: list[Stage] = [
     Stage(
         "rl_rlhf", "rlaif.stages.rl", "rl", "rl_rlhf",
         "PPO of the SFT policy against the RLHF reward model",
-        artifacts=("model", "heldout.jsonl"), upstream=_rl_upstream, data=_rl_data, command="rl", arm="rlhf",
+        artifacts=("model", "heldout.jsonl", "trajectory"), upstream=_rl_upstream, data=_rl_data, command="rl", arm="rlhf",
         requires=("reward_rlhf",), role="policy", label="RL (RLHF)", reward="reward_rlhf", report="rl",
+    ),
+    # RLOO and GRPO: the rl stage's code with the algorithm their section fixes [D51]-[D55].
+    Stage(
+        "rloo", "rlaif.stages.rl", "rloo", "rloo",
+        "RLOO of the SFT policy (k samples per prompt, leave-one-out baseline) against the RLAIF reward",
+        artifacts=("model", "heldout.jsonl", "trajectory"), upstream=_rl_upstream, data=_rl_data, arm="rlaif",
+        role="policy", label="RLOO (RLAIF)", reward="reward", report="rl",
+    ),
+    Stage(
+        "rloo_rlhf", "rlaif.stages.rl", "rloo", "rloo_rlhf",
+        "RLOO of the SFT policy against the RLHF reward model",
+        artifacts=("model", "heldout.jsonl", "trajectory"), upstream=_rl_upstream, data=_rl_data, command="rloo",
+        arm="rlhf", requires=("reward_rlhf",), role="policy", label="RLOO (RLHF)", reward="reward_rlhf", report="rl",
+    ),
+    Stage(
+        "grpo", "rlaif.stages.rl", "grpo", "grpo",
+        "GRPO (or Dr. GRPO) of the SFT policy (group-normalised advantages, k3 KL in the loss) against the RLAIF reward",
+        artifacts=("model", "heldout.jsonl", "trajectory"), upstream=_rl_upstream, data=_rl_data, arm="rlaif",
+        role="policy", label="GRPO (RLAIF)", reward="reward", report="rl",
+    ),
+    Stage(
+        "grpo_rlhf", "rlaif.stages.rl", "grpo", "grpo_rlhf",
+        "GRPO (or Dr. GRPO) of the SFT policy against the RLHF reward model",
+        artifacts=("model", "heldout.jsonl", "trajectory"), upstream=_rl_upstream, data=_rl_data, command="grpo",
+        arm="rlhf", requires=("reward_rlhf",), role="policy", label="GRPO (RLHF)", reward="reward_rlhf", report="rl",
     ),
     # The methods beside PPO, each from sft/model, each arm-able by its section's `arms` [P01]-[P12].
     Stage(

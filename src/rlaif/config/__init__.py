@@ -7,7 +7,7 @@ dataclasses below, checking every key and type. Errors name the field by its dot
 
 Layout: base.py (ConfigError, YAML -> dataclass building, overrides, hashing, help), data.py
 (data sources, LoRA, the `data` and `human` sections), sft.py (sft, pairs), label.py (labeler, label), reward.py,
-rl.py (rl + PPO), methods.py (dpo, oaif, best_of_n), evaluate.py (evaluate, report), pipeline.py (PipelineConfig, load_config) and
+rl.py (rl + PPO, rloo, grpo), methods.py (dpo, oaif, best_of_n), evaluate.py (evaluate, report), pipeline.py (PipelineConfig, load_config) and
 validate.py (cross-field and file checks). Import from `rlaif.config`; the modules are layout.
 """
 
@@ -27,7 +27,7 @@ from rlaif.config.label import LabelConfig, LabelerSettings, OpenAIApiSettings
 from rlaif.config.methods import BestOfNConfig, DPOConfig, OAIFConfig, PreferenceOptimSettings
 from rlaif.config.pipeline import LoggingConfig, PipelineConfig, load_config, to_yaml
 from rlaif.config.reward import RewardConfig
-from rlaif.config.rl import PPOSettings, RLConfig
+from rlaif.config.rl import GRPOConfig, PPOSettings, RLConfig, RLOOConfig
 from rlaif.config.sft import PairsConfig, SFTConfig
 from rlaif.config.validate import validate
 
@@ -53,6 +53,8 @@ __all__ = [
     "PairsConfig",
     "PipelineConfig",
     "RLConfig",
+    "RLOOConfig",
+    "GRPOConfig",
     "ReportConfig",
     "RewardConfig",
     "SFTConfig",

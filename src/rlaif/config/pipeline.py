@@ -17,7 +17,7 @@ from rlaif.config.evaluate import EvaluateConfig, FrontierConfig, ReportConfig
 from rlaif.config.label import LabelConfig
 from rlaif.config.methods import BestOfNConfig, DPOConfig, OAIFConfig
 from rlaif.config.reward import RewardConfig
-from rlaif.config.rl import RLConfig
+from rlaif.config.rl import GRPOConfig, RLConfig, RLOOConfig
 from rlaif.config.sft import PairsConfig, SFTConfig
 from rlaif.config.validate import validate
 
@@ -59,6 +59,10 @@ class PipelineConfig:
     """Stage reward_rlhf: the RLHF arm's reward model (source human or reference_preferred); None = no RLHF arm."""
     rl: RLConfig | None = field(default_factory=RLConfig)
     """Stages rl and rl_rlhf: PPO against each arm's reward; None = no RL."""
+    rloo: RLOOConfig | None = None
+    """Stages rloo and rloo_rlhf: RLOO (k samples per prompt, leave-one-out baseline, no critic); None = off."""
+    grpo: GRPOConfig | None = None
+    """Stages grpo and grpo_rlhf: GRPO or Dr. GRPO (group-normalised advantages, no critic); None = off."""
     dpo: DPOConfig | None = None
     """Stages dpo and dpo_rlhf: offline DPO on the AI soft labels / human comparisons; None = off."""
     oaif: OAIFConfig | None = None

@@ -1,4 +1,6 @@
-"""Config section of the stages `rl` and `rl_rlhf` (PPO), with its nested PPO settings."""
+"""Config sections of the RL stages: `rl` (stages `rl`, `rl_rlhf`: PPO by default), `rloo` (stages
+`rloo`, `rloo_rlhf`) and `grpo` (stages `grpo`, `grpo_rlhf`). All three are an `RLConfig`; the
+`rloo` and `grpo` sections fix its `algorithm` and start from their papers' settings [D51]-[D55]."""
 
 from __future__ import annotations
 
@@ -13,7 +15,9 @@ from rlaif.config.label import LabelerSettings
 
 @dataclass
 class PPOSettings:
-    """PPO optimisation (Huang et al. 2024, arXiv 2403.17031, §7; reference ppo.py `PpoHParams`)."""
+    """PPO optimisation (Huang et al. 2024, arXiv 2403.17031, §7; reference ppo.py `PpoHParams`).
+    RLOO and GRPO read the schedule, `cliprange` and the optimiser; the value and GAE settings
+    (cliprange_value, vf_coef, gamma, lam, whiten_advantages) are PPO's alone."""
 
     # --- schedule ---
     ppo_epochs: int = 4
@@ -54,13 +58,28 @@ class PPOSettings:
 @dataclass
 class RLConfig:
     """Stages `rl` (RLAIF arm) and `rl_rlhf` (RLHF arm): PPO of the SFT policy against a reward
-    source. Details [D01]-[D14], [D40]-[D50] in docs/implementation_details.md."""
+    source. Details [D01]-[D14], [D40]-[D55] in docs/implementation_details.md."""
+
+    # --- algorithm ---
+    algorithm: Literal["ppo", "rloo", "grpo"] = "ppo"
+    """`ppo`: a critic and GAE [D01]-[D14]. `rloo`: REINFORCE leave-one-out (Ahmadian et al. 2024,
+    arXiv 2402.14740): k samples per prompt, sequence reward score - kl_coef x KL, baseline the mean
+    of the other k-1 rewards [D52]. `grpo` (Shao et al. 2024, arXiv 2402.03300): k samples per prompt,
+    advantage (score - group mean) / group std, kl_coef x k3 KL in the loss [D53]. RLOO and GRPO
+    build no critic (no value model or head). The `rloo` and `grpo` sections fix this field."""
+    group_size: int = 1
+    """k, samples per prompt: each of the rollout_batch_size prompts is sampled k times and its k
+    samples form a group [D51]. PPO: 1 (each sample stands alone); RLOO and GRPO need >= 2."""
+    dr_grpo: bool = False
+    """GRPO only: Dr. GRPO (Liu et al. 2025, arXiv 2503.20783): the advantage is not divided by the
+    group std, and each sequence's token sum is divided by the constant response_length instead of
+    its own length [D54]."""
 
     # --- models ---
     mode: Literal["standard", "lean"] = "standard"
     """`standard`: separate policy, value, reference and reward models, full fine-tuning (what
     TRL 0.13's PPOTrainer does). `lean`: one frozen base (sft/model) with a LoRA policy adapter and
-    a value head on its hidden states; the reference is the base with the adapter off; the reward
+    a value head on its hidden states (PPO's critic; RLOO and GRPO have none); the reference is the base with the adapter off; the reward
     model stays separate and frozen (or, LoRA-trained on the same base, runs as a second adapter).
     Far less memory and compute per episode. [D40]"""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
@@ -102,9 +121,9 @@ class RLConfig:
 
     # --- rollout ---
     total_episodes: int = 64
-    """Responses sampled over the whole run; PPO steps = total_episodes // (rollout_batch_size x processes)."""
+    """Responses sampled over the whole run; steps = total_episodes // (rollout_batch_size x group_size x processes)."""
     rollout_batch_size: int = 8
-    """Prompts per process per PPO step (one response each)."""
+    """Prompts per process per step (group_size responses each)."""
     response_length: int = 53
     """Tokens sampled per response, then cut after the first EOS (Huang et al. 2024: 53). [D02]"""
     temperature: float = 0.7
@@ -114,9 +133,11 @@ class RLConfig:
 
     # --- reward shaping ---
     kl_coef: float = 0.05
-    """beta in r_t = -beta * KL_t against the SFT policy, on every token (Huang et al. 2024: 0.05). [D05]"""
+    """beta in r_t = -beta * KL_t against the SFT policy, on every token (Huang et al. 2024: 0.05) [D05];
+    RLOO: on the sequence's summed KL [D52]; GRPO: the weight of the k3 KL in the loss [D53]."""
     kl_estimator: Literal["k1", "k3"] = "k1"
-    """k1 = logp - ref_logp (reference); k3 = (r - 1) - log r, never negative (Schulman 2020). [D05]"""
+    """k1 = logp - ref_logp (reference); k3 = (r - 1) - log r, never negative (Schulman 2020). [D05]
+    GRPO's loss always uses k3 (its section fixes this field)."""
     missing_eos_penalty: float = 1.0
     """Subtracted from the score of a response that never emits EOS. [D04]"""
     whiten_rewards: bool = False
@@ -124,7 +145,8 @@ class RLConfig:
 
     # --- optimisation ---
     ppo: PPOSettings = field(default_factory=PPOSettings)
-    """PPO epochs, minibatches, clipping, loss weights and the optimiser."""
+    """Epochs, minibatches, clipping, loss weights and the optimiser (RLOO and GRPO read the
+    schedule, cliprange and the optimiser)."""
 
     # --- logging, checkpoints, evaluation ---
     sample_steps: int = 10
@@ -135,7 +157,42 @@ class RLConfig:
     """Checkpoint (trainable weights, optimizer, scheduler, RNG) every N PPO steps; a rerun resumes from the last."""
     save_total_limit: int = 2
     """Keep at most this many checkpoints on disk."""
+    snapshots: int = 0
+    """Save the policy at this many evenly spaced steps (trajectory/step-K/; lean as its adapter), the
+    last at the end: the points of the frontier stage. 0 = none. [F01][D55]"""
     heldout_posts: int = 64
     """After training, greedy summaries of the first N data.eval posts by the SFT model and by the
     policy, scored by the reward, with the policy's KL to SFT on them, go into rl/metrics.json
     (0 or no data.eval = off)."""
+
+
+@dataclass
+class RLOOConfig(RLConfig):
+    """Stages `rloo` (RLAIF arm) and `rloo_rlhf` (RLHF arm): RLOO of the SFT policy (Ahmadian et al.
+    2024, arXiv 2402.14740), with every other setting of `rl`: same models, reward sources, memory
+    modes, prompts and checks. [D51][D52]"""
+
+    algorithm: Literal["rloo"] = "rloo"
+    """Fixed by the section."""
+    group_size: int = 4
+    """k samples per prompt; 4 is Ahmadian et al.'s TL;DR setting (they report k = 2 and 4)."""
+    ppo: PPOSettings = field(default_factory=lambda: PPOSettings(ppo_epochs=1))
+    """One pass per rollout by default (TRL's RLOOTrainer num_iterations=1); cliprange and the optimiser as `rl`."""
+
+
+@dataclass
+class GRPOConfig(RLConfig):
+    """Stages `grpo` (RLAIF arm) and `grpo_rlhf` (RLHF arm): GRPO of the SFT policy (Shao et al.
+    2024, arXiv 2402.03300), or Dr. GRPO (`dr_grpo`), with every other setting of `rl`. [D51][D53][D54]"""
+
+    algorithm: Literal["grpo"] = "grpo"
+    """Fixed by the section."""
+    group_size: int = 4
+    """k samples per prompt (the GRPO paper samples 64 per question for maths; 4 keeps TL;DR runs small)."""
+    kl_coef: float = 0.04
+    """Weight of the k3 KL in the loss; 0.04 is Shao et al. 2024's (§4.2). [D53]"""
+    kl_estimator: Literal["k3"] = "k3"
+    """GRPO's KL is k3 (Shao et al. 2024, eq. 4); fixed by the section."""
+    ppo: PPOSettings = field(default_factory=lambda: PPOSettings(ppo_epochs=1))
+    """One pass per rollout by default (Shao et al. 2024 §4.2: a single update per exploration
+    stage; TRL's num_iterations=1); cliprange and the optimiser as `rl`."""

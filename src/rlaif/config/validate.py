@@ -34,8 +34,9 @@ def validate(cfg: PipelineConfig) -> None:
     for name in ("reward", "reward_rlhf"):
         if getattr(cfg, name) is not None:
             _validate_reward(cfg, name)
-    if cfg.rl is not None:
-        _validate_rl(cfg)
+    for name in ("rl", "rloo", "grpo"):
+        if getattr(cfg, name) is not None:
+            _validate_rl(cfg, name)
     _validate_methods(cfg)
     _validate_evaluate(cfg)
     for name in ("sft", "reward", "reward_rlhf", "rl", "dpo", "oaif"):
@@ -138,64 +139,69 @@ def check_rl_precision(dtype: str, mixed_precision: str) -> None:
         )
 
 
-def _validate_rl(cfg: PipelineConfig) -> None:
-    rl, ppo = cfg.rl, cfg.rl.ppo
+def _validate_rl(cfg: PipelineConfig, name: str = "rl") -> None:
+    """One RL section: `rl` (PPO), `rloo` or `grpo` [D51]."""
+    rl = getattr(cfg, name)
+    ppo = rl.ppo
     if rl.mode == "lean" and not rl.lora.enabled:
-        raise ConfigError("rl.lora.enabled: lean mode trains a LoRA adapter; use rl.mode=standard for full fine-tuning")
+        raise ConfigError(
+            f"{name}.lora.enabled: lean mode trains a LoRA adapter; use {name}.mode=standard for full fine-tuning"
+        )
     check_rl_precision(rl.dtype, os.environ.get(MIXED_PRECISION_ENV, "no").lower())
     for where, value in (
-        ("rl.total_episodes", rl.total_episodes),
-        ("rl.rollout_batch_size", rl.rollout_batch_size),
-        ("rl.response_length", rl.response_length),
-        ("rl.forward_batch_size", rl.forward_batch_size),
-        ("rl.sample_steps", rl.sample_steps),
-        ("rl.save_steps", rl.save_steps),
-        ("rl.save_total_limit", rl.save_total_limit),
-        ("rl.ppo.ppo_epochs", ppo.ppo_epochs),
-        ("rl.ppo.num_minibatches", ppo.num_minibatches),
-        ("rl.ppo.micro_batch_size", ppo.micro_batch_size),
+        (f"{name}.total_episodes", rl.total_episodes),
+        (f"{name}.rollout_batch_size", rl.rollout_batch_size),
+        (f"{name}.response_length", rl.response_length),
+        (f"{name}.forward_batch_size", rl.forward_batch_size),
+        (f"{name}.sample_steps", rl.sample_steps),
+        (f"{name}.save_steps", rl.save_steps),
+        (f"{name}.save_total_limit", rl.save_total_limit),
+        (f"{name}.ppo.ppo_epochs", ppo.ppo_epochs),
+        (f"{name}.ppo.num_minibatches", ppo.num_minibatches),
+        (f"{name}.ppo.micro_batch_size", ppo.micro_batch_size),
     ):
         if value <= 0:
             raise ConfigError(f"{where}: must be positive, got {value}")
-    if rl.rollout_batch_size % ppo.num_minibatches:
-        raise ConfigError(
-            f"rl.ppo.num_minibatches: {ppo.num_minibatches} does not divide rl.rollout_batch_size={rl.rollout_batch_size}"
-        )
-    if rl.total_episodes < rl.rollout_batch_size:
-        raise ConfigError(
-            f"rl.total_episodes: {rl.total_episodes} is less than one rollout batch ({rl.rollout_batch_size})"
-        )
+    _validate_groups(rl, name)
+    rows = rl.rollout_batch_size * rl.group_size  # samples per process per step
+    if rows % ppo.num_minibatches:
+        of = f"{name}.rollout_batch_size={rl.rollout_batch_size}"
+        if rl.group_size > 1:
+            of = f"{name}.rollout_batch_size x {name}.group_size = {rows}"
+        raise ConfigError(f"{name}.ppo.num_minibatches: {ppo.num_minibatches} does not divide {of}")
+    if rl.total_episodes < rows:
+        raise ConfigError(f"{name}.total_episodes: {rl.total_episodes} is less than one rollout batch ({rows})")
     for where, value in (
-        ("rl.temperature", rl.temperature),
-        ("rl.ppo.learning_rate", ppo.learning_rate),
-        ("rl.ppo.cliprange", ppo.cliprange),
-        ("rl.ppo.cliprange_value", ppo.cliprange_value),
-        ("rl.ppo.adam_eps", ppo.adam_eps),
+        (f"{name}.temperature", rl.temperature),
+        (f"{name}.ppo.learning_rate", ppo.learning_rate),
+        (f"{name}.ppo.cliprange", ppo.cliprange),
+        (f"{name}.ppo.cliprange_value", ppo.cliprange_value),
+        (f"{name}.ppo.adam_eps", ppo.adam_eps),
     ):
         if not (math.isfinite(value) and value > 0):
             raise ConfigError(f"{where}: must be a positive number, got {value}")
     for where, value in (
-        ("rl.kl_coef", rl.kl_coef),
-        ("rl.missing_eos_penalty", rl.missing_eos_penalty),
-        ("rl.ppo.vf_coef", ppo.vf_coef),
-        ("rl.ppo.weight_decay", ppo.weight_decay),
+        (f"{name}.kl_coef", rl.kl_coef),
+        (f"{name}.missing_eos_penalty", rl.missing_eos_penalty),
+        (f"{name}.ppo.vf_coef", ppo.vf_coef),
+        (f"{name}.ppo.weight_decay", ppo.weight_decay),
     ):
         if not (math.isfinite(value) and value >= 0):
             raise ConfigError(f"{where}: must be a number >= 0, got {value}")
     if not 0.0 <= rl.shared_layers < 1.0:
         raise ConfigError(
-            f"rl.shared_layers: a fraction in [0, 1) (the top layers must keep adapters), got {rl.shared_layers}"
+            f"{name}.shared_layers: a fraction in [0, 1) (the top layers must keep adapters), got {rl.shared_layers}"
         )
     if not (0.0 <= ppo.gamma <= 1.0 and 0.0 <= ppo.lam <= 1.0):
-        raise ConfigError(f"rl.ppo.gamma / rl.ppo.lam: must be in [0, 1], got {ppo.gamma} / {ppo.lam}")
+        raise ConfigError(f"{name}.ppo.gamma / {name}.ppo.lam: must be in [0, 1], got {ppo.gamma} / {ppo.lam}")
     if rl.heldout_posts < 0:
-        raise ConfigError(f"rl.heldout_posts: must be >= 0, got {rl.heldout_posts}")
+        raise ConfigError(f"{name}.heldout_posts: must be >= 0, got {rl.heldout_posts}")
     for i, ds in enumerate(rl.prompts):
         if not ds.path or (ds.is_local and not Path(ds.path).expanduser().exists()):
-            raise ConfigError(f"rl.prompts.{i}.path: file not found: {ds.path!r}")
+            raise ConfigError(f"{name}.prompts.{i}.path: file not found: {ds.path!r}")
     if rl.reward_source == "direct":  # any labeler backend rates [D45]
         labeler = rl.direct_labeler or cfg.label.labeler
-        where = "rl.direct_labeler" if rl.direct_labeler else "label.labeler"
+        where = f"{name}.direct_labeler" if rl.direct_labeler else "label.labeler"
         if labeler.backend != "openai_api":
             _check_model_name(labeler.model, f"{where}.model")
         if labeler.batch_size <= 0 or labeler.api.concurrency <= 0:
@@ -210,6 +216,22 @@ def _validate_rl(cfg: PipelineConfig) -> None:
                     "rl.direct_discourage_length: applies to the built-in prompt only; edit rl.direct_prompt_file instead"
                 )
             _check_prompt_file(rl.direct_prompt_file, "rating", "rl.direct_prompt_file", None, labeler, where)
+
+
+def _validate_groups(rl, name: str) -> None:
+    """k samples per prompt: PPO any k >= 1, RLOO and GRPO k >= 2 (a leave-one-out baseline or a
+    group std needs a second sample); Dr. GRPO is a GRPO option [D51][D54]."""
+    if rl.group_size < 1:
+        raise ConfigError(f"{name}.group_size: must be positive, got {rl.group_size}")
+    if rl.algorithm in ("rloo", "grpo") and rl.group_size < 2:
+        raise ConfigError(
+            f"{name}.group_size: {rl.algorithm.upper()} compares each sample with the others of its prompt; "
+            f"needs >= 2, got {rl.group_size}"
+        )
+    if rl.dr_grpo and rl.algorithm != "grpo":
+        raise ConfigError(f"{name}.dr_grpo: a GRPO option; {name}.algorithm is {rl.algorithm!r}")
+    if rl.snapshots < 0:
+        raise ConfigError(f"{name}.snapshots: must be >= 0, got {rl.snapshots}")
 
 
 def _validate_methods(cfg: PipelineConfig) -> None:

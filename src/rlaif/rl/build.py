@@ -36,7 +36,9 @@ def build_rl_models(
 ) -> RLModels:
     """The models of `settings.mode` on `accelerator.device`. The reward is the reward model in
     `reward_model_dir`, or, with `direct_labeler` (and no reward model), d-RLAIF's direct rating
-    [D45]. Seed torch's global RNG first: LoRA and head initialisation draw from it."""
+    [D45]. PPO gets a critic; RLOO and GRPO none (no value model, no value head [D51]). Seed torch's
+    global RNG first: LoRA and head initialisation draw from it."""
+    critic = settings.algorithm == "ppo"
     if (reward_model_dir is None) == (direct_labeler is None):
         raise ValueError("build_rl_models needs exactly one reward: a reward model folder or a direct labeler")
     check_rl_precision(settings.dtype, accelerator.mixed_precision)
@@ -53,21 +55,23 @@ def build_rl_models(
         if shared_adapter is not None:
             reward, score_head, reward_bias = _shared_base_reward(policy, shared_adapter, reward_model_dir, settings)
         # the head reads the policy's states: an RM of another width gives it no start (value_head_from)
-        head = value_head_from(score_head, policy.config.hidden_size, reward_bias)
+        head = value_head_from(score_head, policy.config.hidden_size, reward_bias) if critic else None
         trainable = PolicyAndValue(policy, head, None, shared_layers)
         reference = None
     else:
         reference = freeze(load_causal_lm(sft_dir, tokenizer, settings.dtype))
-        if reward_model_dir is not None:
+        value_model, head = None, None
+        if critic and reward_model_dir is not None:
             from rlaif.reward.model import load_reward_model
 
             # a second copy of the RM, trained: its backbone here, its score head and bias in the value head
             value_model, _ = load_reward_model(reward_model_dir, settings.dtype)
             value_model = backbone(value_model).train()
-        else:
+        elif critic:
             value_model = backbone(load_causal_lm(sft_dir, tokenizer, settings.dtype))
-        disable_dropout(value_model)
-        head = value_head_from(score_head, value_model.config.hidden_size, reward_bias)  # the RM's width
+        if value_model is not None:
+            disable_dropout(value_model)
+            head = value_head_from(score_head, value_model.config.hidden_size, reward_bias)  # the RM's width
         trainable = PolicyAndValue(policy, head, value_model)
 
     # one device for every model [D50]: the frozen ones through the accelerator (device placement and,

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from rlaif.config import RLConfig
-from rlaif.models import decoder_layers, disable_dropout, merge_adapter, position_ids
+from rlaif.models import decoder_layers, disable_dropout, linear_names, merge_adapter, position_ids
 from rlaif.rl.losses import logprobs_from_logits
 
 # (query_responses (B, L), attention_mask (B, L), last_index (B,), prompts, responses) -> scores (B,)
@@ -116,11 +116,14 @@ def head_values(value_head: nn.Linear, hidden: torch.Tensor) -> torch.Tensor:
 class PolicyAndValue(nn.Module):
     """Everything trainable as one module, so DDP wraps one thing and one optimizer steps it."""
 
-    def __init__(self, policy: nn.Module, value_head: nn.Linear, value_model: nn.Module | None, shared_layers: int = 0):
+    def __init__(
+        self, policy: nn.Module, value_head: nn.Linear | None, value_model: nn.Module | None, shared_layers: int = 0
+    ):
         super().__init__()
         self.policy = policy
         self.value_head = value_head
-        """Linear(H, 1) with a bias: the critic starts as the reward model, bias included [D49]."""
+        """Linear(H, 1) with a bias: the critic starts as the reward model, bias included [D49]. None:
+        no critic (RLOO, GRPO [D51]), and forward returns no values."""
         self.value_model = value_model
         """None (lean): the value head reads the policy's own hidden states."""
         self.shared_layers = shared_layers
@@ -133,13 +136,15 @@ class PolicyAndValue(nn.Module):
         context_length: int,
         temperature: float,
         layer_inputs: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Policy logits divided by the temperature [D14] and values, at the response positions:
-        (B, T, V) and (B, T), float32; `layer_inputs`: see response_hidden."""
+        (B, T, V) and (B, T), float32 (values None without a critic); `layer_inputs`: see response_hidden."""
         hidden = response_hidden(
             self.policy, query_responses, attention_mask, context_length, layer_inputs, self.shared_layers
         )
         logits = hf_model(self.policy).get_output_embeddings()(hidden).float() / temperature
+        if self.value_head is None:
+            return logits, None
         if self.value_model is not None:
             hidden = response_hidden(self.value_model, query_responses, attention_mask, context_length)
         return logits, head_values(self.value_head, hidden)
@@ -157,7 +162,7 @@ class PolicyAndValue(nn.Module):
 
 @dataclass
 class RLModels:
-    """Every model of one PPO run, on one device, and the precision they compute in [D50]."""
+    """Every model of one RL run (PPO, RLOO or GRPO), on one device, and the precision they compute in [D50]."""
 
     trainable: PolicyAndValue
     reference: nn.Module | None
@@ -225,14 +230,6 @@ def value_head_from(score_head: nn.Linear | None, hidden_size: int, bias: float)
     return head
 
 
-def lora_targets(layer: nn.Module) -> list[str]:
-    """Names of the linear maps of one decoder block, the targets of LoRA's "all-linear":
-    nn.Linear (Llama, SmolLM2) and transformers' Conv1D (GPT-2: c_attn, c_proj, c_fc)."""
-    from transformers.pytorch_utils import Conv1D
-
-    return sorted({name.rsplit(".", 1)[-1] for name, m in layer.named_modules() if isinstance(m, (nn.Linear, Conv1D))})
-
-
 def lean_adapter(policy: nn.Module, settings: RLConfig) -> tuple[nn.Module, int]:
     """The policy with a LoRA adapter on decoder layers k.. only, k = shared_layers x depth [D40][D48]."""
     from peft import LoraConfig, get_peft_model
@@ -241,7 +238,7 @@ def lean_adapter(policy: nn.Module, settings: RLConfig) -> tuple[nn.Module, int]
     k = int(settings.shared_layers * len(layers))
     targets = settings.lora.target_modules
     if targets == ["all-linear"]:  # peft's shorthand cannot be combined with a layer range
-        targets = lora_targets(layers[0])
+        targets = linear_names(layers[0])
     config = LoraConfig(
         r=settings.lora.r,
         lora_alpha=settings.lora.alpha,
@@ -259,7 +256,7 @@ def check_top_forward(policy_value: PolicyAndValue) -> None:
     """Running only the top layers from saved layer inputs must equal the full forward; a model
     whose forward does more than embed -> layers -> norm (e.g. scales its embeddings, or adds
     position embeddings as GPT-2 does) fails here."""
-    ids = torch.arange(3, 11, device=policy_value.value_head.weight.device).unsqueeze(0)  # (1, 8)
+    ids = torch.arange(3, 11, device=next(policy_value.policy.parameters()).device).unsqueeze(0)  # (1, 8)
     mask = torch.ones_like(ids)
     with capture_layer_inputs(policy_value.policy, policy_value.shared_layers) as captured:
         full = last_hidden(policy_value.policy, ids, mask)
@@ -286,10 +283,11 @@ def save_policy(models: RLModels, tokenizer, out: Path) -> None:
         adapter_dir = out.parent / "adapter"
         policy = merge_adapter(policy, adapter_dir, selected_adapters=[policy.active_adapter])
         head = models.trainable.value_head
-        save_file(
-            {"weight": head.weight.detach().contiguous().cpu(), "bias": head.bias.detach().contiguous().cpu()},
-            str(adapter_dir / "value_head.safetensors"),
-        )
+        if head is not None:  # RLOO and GRPO have no critic
+            save_file(
+                {"weight": head.weight.detach().contiguous().cpu(), "bias": head.bias.detach().contiguous().cpu()},
+                str(adapter_dir / "value_head.safetensors"),
+            )
     policy.config.use_cache = True
     policy.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)

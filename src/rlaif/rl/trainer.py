@@ -1,9 +1,12 @@
-"""The PPO loop: prompts -> rollout -> update, with logging, samples, checkpoints and resume.
+"""The RL loop of PPO, RLOO and GRPO: prompts -> rollout -> update, with logging, samples,
+snapshots, checkpoints and resume.
 
-Runs under `accelerate launch` as data parallel: each process samples and scores its own prompts,
-and DDP averages the gradients. Only rank 0 writes files. Writes into the stage folder:
-    metrics.jsonl   one line per PPO step (keys listed in docs/implementation_details.md, "rl metrics")
+Runs under `accelerate launch` as data parallel: each process samples and scores its own prompts
+(all k samples of each, so a group never spans processes [D51]), and DDP averages the gradients.
+Only rank 0 writes files. Writes into the stage folder:
+    metrics.jsonl   one line per step (keys listed in docs/implementation_details.md, "rl metrics")
     samples.jsonl   a few prompts with responses and scores every `sample_steps` steps
+    trajectory/     `snapshots` evenly spaced policies, for the frontier stage [D55]
     checkpoints/    see rlaif.rl.checkpoint
 """
 
@@ -20,11 +23,19 @@ from transformers import get_scheduler
 from rlaif.artifacts import is_main_process
 from rlaif.config import RLConfig
 from rlaif.jsonl import AppendLog
-from rlaif.models import encode_left
+from rlaif.models import encode_left, save_snapshot_at, snapshot_steps
 from rlaif.rl import NonFiniteLossError
 from rlaif.rl.checkpoint import checkpoint_dirs, load_checkpoint, save_checkpoint
+from rlaif.rl.critic_free import group_rollout, group_update
 from rlaif.rl.policy import RLModels
 from rlaif.rl.ppo import Rollout, ppo_update, rollout
+
+# algorithm -> (rollout, update): PPO's critic and GAE, or RLOO's / GRPO's group advantages [D51]
+ALGORITHMS = {
+    "ppo": (rollout, ppo_update),
+    "rloo": (group_rollout, group_update),
+    "grpo": (group_rollout, group_update),
+}
 
 
 def _fused_adam_supported(params: list[torch.Tensor]) -> bool:
@@ -34,6 +45,8 @@ def _fused_adam_supported(params: list[torch.Tensor]) -> bool:
 
 
 class PPOTrainer:
+    """The loop of one RL stage; `settings.algorithm` picks PPO, RLOO or GRPO."""
+
     def __init__(
         self,
         models: RLModels,
@@ -48,8 +61,12 @@ class PPOTrainer:
         self.out_dir, self.seed, self.acc = Path(out_dir), seed, accelerator
         self.device = accelerator.device
         self.rank, self.world = accelerator.process_index, accelerator.num_processes
-        self.global_batch = settings.rollout_batch_size * self.world
+        self.group_size = settings.group_size
+        self.global_prompts = settings.rollout_batch_size * self.world  # prompts per step
+        self.global_batch = self.global_prompts * self.group_size  # episodes (samples) per step
         self.num_steps = settings.total_episodes // self.global_batch
+        self.rollout_fn, self.update_fn = ALGORITHMS[settings.algorithm]
+        self.snapshot_steps = snapshot_steps(self.num_steps, settings.snapshots)
         ppo = settings.ppo
         params = [p for p in models.trainable.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(
@@ -78,13 +95,14 @@ class PPOTrainer:
 
     # --- data ---
     def prompts_for(self, step: int) -> list[dict]:
-        """This process's share of the global batch of `step`: a fixed function of (seed, step), so
-        nothing about the data order has to be checkpointed. Prompts repeat, reshuffled, once used up.
-        Drawn on the CPU on purpose: the same prompts on every device."""
+        """This process's share of the global batch of `step` (its distinct prompts; train() repeats
+        each group_size times): a fixed function of (seed, step), so nothing about the data order has
+        to be checkpointed. Prompts repeat, reshuffled, once used up. Drawn on the CPU on purpose:
+        the same prompts on every device."""
         n = len(self.prompts)
         out = []
         for i in range(self.settings.rollout_batch_size):
-            g = step * self.global_batch + self.rank * self.settings.rollout_batch_size + i
+            g = step * self.global_prompts + self.rank * self.settings.rollout_batch_size + i
             order_rng = torch.Generator(device="cpu").manual_seed(self.seed + g // n)
             order = torch.randperm(n, generator=order_rng, device="cpu")
             out.append(self.prompts[order[g % n].item()])
@@ -123,17 +141,24 @@ class PPOTrainer:
             yield metrics_log, samples_log
 
     def train(self, max_steps: int | None = None) -> dict:
-        """Run PPO steps until the end (or `max_steps` more of them); returns the last step's metrics."""
+        """Run steps until the end (or `max_steps` more of them); returns the last step's metrics."""
         end = self.num_steps if max_steps is None else min(self.num_steps, self.step + max_steps)
-        bar = tqdm(total=self.num_steps, initial=self.step, desc="ppo", unit="step", disable=not is_main_process())
+        bar = tqdm(
+            total=self.num_steps,
+            initial=self.step,
+            desc=self.settings.algorithm,
+            unit="step",
+            disable=not is_main_process(),
+        )
         last: dict = {}
         with self._open_logs() as (metrics_log, samples_log):
             while self.step < end:
                 t0 = time.time()
-                records = self.prompts_for(self.step)
+                # each prompt group_size times in a row: the rows of a group are consecutive [D51]
+                records = [r for r in self.prompts_for(self.step) for _ in range(self.group_size)]
                 batch = encode_left(self.tokenizer, [x["prompt"] for x in records], self.device)  # [D01]
                 self.model.eval()
-                rollout_batch = rollout(
+                rollout_batch = self.rollout_fn(
                     self.models,
                     self.tokenizer,
                     batch.input_ids,
@@ -144,7 +169,7 @@ class PPOTrainer:
                 )
                 t1 = time.time()
                 try:
-                    stats = ppo_update(
+                    stats = self.update_fn(
                         self.model,
                         self.optimizer,
                         self.scheduler,
@@ -162,6 +187,7 @@ class PPOTrainer:
                 last = self._log(rollout_batch, stats, records, t0, t1, time.time(), metrics_log, samples_log)
                 bar.update(1)
                 bar.set_postfix(score=f"{last['objective/scores']:.3f}", kl=f"{last['objective/kl']:.3f}")
+                save_snapshot_at(self._policy(), self.out_dir / "trajectory", self.step, self.snapshot_steps)
                 if self.step % self.settings.save_steps == 0 and self.step < self.num_steps:
                     self._check_trainable_finite()
                     save_checkpoint(
@@ -178,10 +204,17 @@ class PPOTrainer:
         bar.close()
         return last
 
+    def _policy(self):
+        """The policy being trained (a peft model in lean mode: its snapshot is the adapter)."""
+        return self.acc.unwrap_model(self.model).policy
+
     def _check_trainable_finite(self) -> None:
         for name, p in self.acc.unwrap_model(self.model).named_parameters():
             if p.requires_grad and not torch.isfinite(p).all():
-                raise NonFiniteLossError(f"parameter {name} is not finite after PPO step {self.step}; not checkpointed")
+                raise NonFiniteLossError(
+                    f"parameter {name} is not finite after {self.settings.algorithm.upper()} step {self.step}; "
+                    "not checkpointed"
+                )
 
     # --- logging ---
     def _log(
@@ -204,9 +237,13 @@ class PPOTrainer:
             "objective/rlhf_reward": batch.scores - self.settings.kl_coef * batch.kl.sum(1),
             "response/length": mask.sum(1),
             "response/eos_rate": (batch.responses == self.tokenizer.eos_token_id).any(1).float(),
-            "val/values": (batch.values * mask).sum(1) / mask.sum(1),
-            "val/returns": (batch.returns * mask).sum(1) / mask.sum(1),
         }
+        if batch.values is not None:  # PPO's critic
+            local["val/values"] = (batch.values * mask).sum(1) / mask.sum(1)
+            local["val/returns"] = (batch.returns * mask).sum(1) / mask.sum(1)
+        if self.group_size > 1:  # how far apart a prompt's samples score: no spread, no signal [D51]
+            spread = batch.scores.view(-1, self.group_size).std(1)
+            local["objective/group_score_std"] = spread.repeat_interleave(self.group_size)
         row = {k: self.acc.gather(v.float()).mean().item() for k, v in local.items()}
         summed = self.acc.reduce(torch.tensor([stats[k] for k in sorted(stats)], device=self.device), reduction="mean")
         row.update(dict(zip(sorted(stats), summed.tolist())))

@@ -1,11 +1,13 @@
-"""Stages `rl` (RLAIF arm) and `rl_rlhf` (RLHF arm): PPO of the SFT policy against the arm's reward.
+"""Stages `rl` / `rl_rlhf` (PPO), `rloo` / `rloo_rlhf` (RLOO) and `grpo` / `grpo_rlhf` (GRPO): RL of the
+SFT policy against the arm's reward. One code path; the stage's section (rl, rloo, grpo) sets the
+algorithm [D51].
 
 Reads sft/model and the arm's reward model (the registry's `reward` of the stage; none for the
-RLAIF arm's reward_source `direct`); prompts are rl.prompts, else the prompt pool from
+RLAIF arm's reward_source `direct`); prompts are the section's `prompts`, else the prompt pool from
 pairs.num_posts on (posts the RM never trained on; rlaif.data.splits). Writes <stage>/{model/
-(plain HF folder), adapter/ (lean), metrics.jsonl, samples.jsonl, heldout.jsonl, metrics.json};
-checkpoints/ while it runs (removed once model/ is saved; a rerun of a killed run resumes from the
-newest). The models come from rlaif.rl.build, the PPO itself is rlaif.rl.
+(plain HF folder), adapter/ (lean), metrics.jsonl, samples.jsonl, heldout.jsonl, metrics.json,
+trajectory/ (with `snapshots`)}; checkpoints/ while it runs (removed once model/ is saved; a rerun
+of a killed run resumes from the newest). The models come from rlaif.rl.build, the loop is rlaif.rl.
 """
 
 from __future__ import annotations
@@ -30,9 +32,9 @@ from rlaif.stages import StageContext
 from rlaif.tracking import log_rows
 
 
-def rl_prompts(cfg: PipelineConfig, tokenizer) -> list[dict]:
-    """{id, prompt} of the posts to optimise on (see the module docstring)."""
-    posts = policy_posts(cfg, cfg.rl.prompts, "rl")
+def rl_prompts(cfg: PipelineConfig, tokenizer, section: str = "rl") -> list[dict]:
+    """{id, prompt} of the posts to optimise on (see the module docstring); `section`: rl, rloo or grpo."""
+    posts = policy_posts(cfg, getattr(cfg, section).prompts, section)
     return [
         {"id": r["id"], "prompt": r["prompt"]} for r in prompt_records(posts, tokenizer, cfg.data.max_prompt_tokens)
     ]
@@ -44,7 +46,7 @@ def run(ctx: StageContext) -> dict:
     t0 = time.time()
     sft_dir = str(ctx.artifact("sft", "model"))
     tokenizer = load_tokenizer(sft_dir, padding_side="left")
-    prompts = rl_prompts(cfg, tokenizer)
+    prompts = rl_prompts(cfg, tokenizer, ctx.stage.section)
     direct_labeler = _direct_settings(ctx)
     reward_model_dir = None if direct_labeler is not None else str(ctx.artifact(ctx.stage.reward, "model"))
     torch.manual_seed(cfg.seed)  # LoRA and head initialisation: the same on every process
@@ -52,12 +54,15 @@ def run(ctx: StageContext) -> dict:
     trainer = PPOTrainer(models, tokenizer, prompts, settings, ctx.dir, cfg.seed, accelerator)
     resumed_at = trainer.resume() if ctx.resumed else None
     if resumed_at is not None and is_main_process():
-        print(f"[rlaif] {stage}: resuming after PPO step {resumed_at}", flush=True)
+        print(f"[rlaif] {stage}: resuming after {settings.algorithm.upper()} step {resumed_at}", flush=True)
     train_t0 = time.time()
     last = trainer.train()
     train_seconds = time.time() - train_t0
 
     metrics = {
+        "algorithm": settings.algorithm,
+        "group_size": settings.group_size,
+        **({"dr_grpo": settings.dr_grpo} if settings.algorithm == "grpo" else {}),
         "mode": settings.mode,
         "reward_source": "direct" if direct_labeler is not None else "reward_model",
         "reward_model": "adapter on the policy's base"
