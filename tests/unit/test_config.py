@@ -139,3 +139,24 @@ def test_rm_tldr_preset_trains_on_700_and_measures_on_250_comparisons_of_other_p
     assert len(split.train) >= 700 and len(split.heldout) >= 250
     assert not {r["post_id"] for r in split.train} & {r["post_id"] for r in split.heldout}
     assert cfg.reward.source == "human" and not cfg.reward.comparisons
+
+
+def test_methods_preset_reuses_every_demo_stage():
+    """configs/methods.yaml runs into the demo's folder and copies its sections: every stage the demo
+    runs has the same section there (so a finished demo run is reused), except evaluate, which
+    compares the methods too."""
+    from rlaif import pipeline
+    from rlaif.config.base import section_hash
+
+    demo, methods = load_config(REPO / "configs" / "demo.yaml"), load_config(REPO / "configs" / "methods.yaml")
+    assert methods.run_dir == demo.run_dir and methods.seed == demo.seed
+    assert section_hash(methods.data) == section_hash(demo.data)
+    demo_stages = pipeline.enabled(demo)
+    for stage in demo_stages:
+        if stage.name != "evaluate":
+            assert section_hash(getattr(methods, stage.section)) == section_hash(getattr(demo, stage.section)), (
+                stage.name
+            )
+    added = {s.name for s in pipeline.enabled(methods)} - {s.name for s in demo_stages}
+    assert added == {"rloo", "rloo_rlhf", "grpo", "grpo_rlhf", "dpo", "dpo_rlhf", "oaif", "oaif_rlhf",
+                     "best_of_n", "best_of_n_rlhf", "frontier"}  # fmt: skip
