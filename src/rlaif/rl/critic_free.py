@@ -12,10 +12,10 @@ import torch
 
 from rlaif.config import RLConfig
 from rlaif.rl.group import grpo_advantages, grpo_loss, rloo_advantages, rloo_loss, rloo_rewards
-from rlaif.rl.losses import entropy_from_logits, logprobs_from_logits
+from rlaif.rl.losses import entropy_from_logits
 from rlaif.rl.masking import masked_mean
 from rlaif.rl.policy import RLModels
-from rlaif.rl.rollout import INVALID_LOGPROB, Rollout, policy_forward, sample_and_score
+from rlaif.rl.rollout import Rollout, micro_batch_forward, sample_and_score
 from rlaif.rl.update import update
 
 
@@ -83,18 +83,9 @@ def group_update(
 
 def _micro_batch_loss(model, batch: Rollout, mb_inds: torch.Tensor, settings: RLConfig) -> tuple[torch.Tensor, dict]:
     """The algorithm's loss over the micro-batch's sequences, from one batched forward (no values)."""
-    mb_responses, mb_padding = batch.responses[mb_inds], batch.padding_mask[mb_inds]
+    mb_padding = batch.padding_mask[mb_inds]
     mb_mask = ~mb_padding
-    logits, _ = policy_forward(
-        model,
-        batch.query_responses,
-        batch.attention_mask,
-        batch.context_length,
-        batch.layer_inputs,
-        mb_inds,
-        settings.temperature,
-    )
-    new_logprobs = logprobs_from_logits(logits, mb_responses).masked_fill(mb_padding, INVALID_LOGPROB)  # (b, T)
+    logits, new_logprobs, _ = micro_batch_forward(model, batch, mb_inds, settings.temperature)
     old_logprobs, advantages = batch.logprobs[mb_inds], batch.advantages[mb_inds]
     cliprange = settings.ppo.cliprange
     extra = {}

@@ -15,13 +15,14 @@ import torch
 from rlaif.config import RLConfig
 from rlaif.rl import NonFiniteLossError
 from rlaif.rl.gae import gae, kl_shaped_rewards
-from rlaif.rl.losses import entropy_from_logits, logprobs_from_logits, policy_loss, value_loss
+from rlaif.rl.losses import entropy_from_logits, policy_loss, value_loss
 from rlaif.rl.masking import masked_mean, masked_whiten
 from rlaif.rl.policy import RLModels
 from rlaif.rl.rollout import (
     INVALID_LOGPROB,
     Rollout,
     epoch_order,
+    micro_batch_forward,
     micro_batches,
     policy_forward,
     sample_and_score,
@@ -101,18 +102,9 @@ def ppo_update(
 
 def _micro_batch_loss(model, batch: Rollout, mb_inds: torch.Tensor, settings: RLConfig) -> tuple[torch.Tensor, dict]:
     """Clipped policy loss [D10] + vf_coef * clipped value loss [D11], from one batched forward."""
-    mb_responses, mb_padding = batch.responses[mb_inds], batch.padding_mask[mb_inds]
+    mb_padding = batch.padding_mask[mb_inds]
     mb_mask = ~mb_padding
-    logits, vpred = policy_forward(
-        model,
-        batch.query_responses,
-        batch.attention_mask,
-        batch.context_length,
-        batch.layer_inputs,
-        mb_inds,
-        settings.temperature,
-    )
-    new_logprobs = logprobs_from_logits(logits, mb_responses).masked_fill(mb_padding, INVALID_LOGPROB)  # (b, T)
+    logits, new_logprobs, vpred = micro_batch_forward(model, batch, mb_inds, settings.temperature)
     vpred = vpred.masked_fill(mb_padding, 0.0)
     ppo = settings.ppo
     pg_loss, pg_stats = policy_loss(

@@ -119,6 +119,20 @@ def policy_forward(
     )
 
 
+def micro_batch_forward(
+    model, batch: Rollout, rows: torch.Tensor, temperature: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """policy_forward over a micro-batch of the rollout: (logits (b, T, V), log-probs of its sampled
+    tokens (b, T), INVALID_LOGPROB on padding, values (b, T) or None without a critic)."""
+    logits, values = policy_forward(
+        model, batch.query_responses, batch.attention_mask, batch.context_length, batch.layer_inputs, rows, temperature
+    )
+    logprobs = logprobs_from_logits(logits, batch.responses[rows]).masked_fill(
+        batch.padding_mask[rows], INVALID_LOGPROB
+    )
+    return logits, logprobs, values
+
+
 def sample_and_score(
     models: RLModels, tokenizer, queries, query_mask, prompts: list[str], settings: RLConfig, generator
 ) -> Scored:
