@@ -121,10 +121,11 @@ def test_labeler_rows_must_include_the_shared_rows(tmp_path):
 
 
 @needs_shared_data
-def test_demo_labeler_is_measured_on_200_held_out_rows_that_start_with_the_shared_64():
+def test_demo_labeler_on_200_held_out_rows_starts_with_the_shared_64():
+    """The README's 200-row labeler figure: `--set human.labeler_max_heldout=200` on the demo."""
     from rlaif.data.splits import human_split
 
-    split = human_split(load_config(REPO / "configs" / "demo.yaml"))
+    split = human_split(load_config(REPO / "configs" / "demo.yaml", ["human.labeler_max_heldout=200"]))
     assert len(split.heldout) == 64 and len(split.labeler_heldout) == 200
     assert split.labeler_heldout[:64] == split.heldout
     assert {r["post_id"] for r in split.labeler_heldout} <= split.heldout_posts
