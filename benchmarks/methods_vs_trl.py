@@ -60,6 +60,10 @@ at v1.16.0), and the settings both sides must share:
   (`add_fused_lm_head`), but without Triton (CPU) it projects *every* position, prompt included; on
   CUDA only completion positions. Its backward recomputes each logits tile. RLOO's extra old-log-prob
   pass and the all-position head are TRL's own cost, not settings: they stay in its time.
+  Ours reads each prompt once for its K samples (docs D56): the sampling loop's prompt pass, the
+  reference pass (full fine-tuning) and the reward pass run the prompt's tokens on one row per
+  prompt and copy its KV cache to the K rows; TRL runs all K rows in full. That is our own work
+  saved, not a setting: the same samples, scores and log-probs up to float rounding.
 - Common to all: fp32 weights and math (TRL's default bf16=True is turned off), gradient
   checkpointing off (TRL's default is on: ~20% slower, less memory), AdamW with eps 1e-5 (TRL:
   1e-8), cosine schedule, max_grad_norm 1.0, weight decay 0, dropout off (none in SmolLM2),
@@ -254,8 +258,9 @@ def model_flops(side: str, method: str, mode: str, r: dict, n_body: int, n_head:
     completions' measured mean length. TRL projects every position through the vocabulary head on
     CPU (see the module docstring); ours only the completion positions.
     Ours: RLOO/GRPO run our PPO's rollout without the critic [D43][D48][D51] (log-probs from sampling, no
-    extra pass; lean runs the reference and training passes on the top layers only); our DPO runs each
-    pair's prompt once for both summaries [P02], in the reference pass and in training."""
+    extra pass; lean runs the reference and training passes on the top layers only; each prompt once for its
+    K samples in sampling, reward and full fine-tuning's reference pass [D56]); our DPO runs each pair's
+    prompt once for both summaries [P02], in the reference pass and in training."""
     top = 1.0 - SHARED_LAYERS if mode == "lora" else 1.0  # fraction of the body that is back-propagated
     if method == "dpo":
         # per pair, both sequences; ours runs the prompt once for both [P02]
@@ -280,8 +285,11 @@ def model_flops(side: str, method: str, mode: str, r: dict, n_body: int, n_head:
         else:
             train = forward + 2 * n_body * top * L + 2 * n_head * L
     else:
+        # each prompt runs once for its K samples [D56] in sampling, the reward pass and (full) the reference
+        S = P / K + R
+        generate, reward = 2 * n_body * S + 2 * n_head * R, 2 * n_body * S
         if mode == "full":
-            passes = 2 * n_body * L + 2 * n_head * R  # reference
+            passes = 2 * n_body * S + 2 * n_head * R  # reference
             train = 6 * n_body * L + 6 * n_head * R
         else:  # lean: the bottom layers' outputs are saved while sampling and reused
             passes = 2 * n_body * top * L + 2 * n_head * R

@@ -51,6 +51,24 @@ def barrier() -> None:
         PartialState(cpu=compute_device().type == "cpu").wait_for_everyone()
 
 
+def process_rank() -> tuple[int, int]:
+    """(rank, number of processes) of this launch: (0, 1) in a plain single process."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def gather_objects(items: list) -> list:
+    """Every process's list, concatenated in rank order, on every process (`items` itself in one process)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return list(items)
+    from accelerate import PartialState
+    from accelerate.utils import gather_object
+
+    from rlaif.models import compute_device
+
+    PartialState(cpu=compute_device().type == "cpu")  # the process group gather_object runs on
+    return gather_object(items)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write via a temp file and rename, so a kill never leaves half a file behind."""
     path.parent.mkdir(parents=True, exist_ok=True)

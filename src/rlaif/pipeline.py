@@ -397,7 +397,7 @@ STAGES: list[Stage] = [
         artifacts=("summaries.jsonl", "candidates.jsonl"), upstream=("sft", "reward"),
         data=lambda cfg, stage: cfg.data.eval, reads=_best_of_n_reads, arm="rlaif",
         when=_arm_listed("best_of_n", "rlaif"), when_unmet="best_of_n.arms does not list rlaif",
-        role="policy", label="best-of-n (RLAIF RM)", reward="reward", report="best_of_n", single_process=True,
+        role="policy", label="best-of-n (RLAIF RM)", reward="reward", report="best_of_n",
     ),
     Stage(
         "best_of_n_rlhf", "rlaif.stages.best_of_n", "best_of_n", "best_of_n_rlhf",
@@ -406,7 +406,7 @@ STAGES: list[Stage] = [
         data=lambda cfg, stage: cfg.data.eval, reads=_best_of_n_reads, command="best_of_n", arm="rlhf",
         requires=("reward_rlhf",), when=_arm_listed("best_of_n", "rlhf"),
         when_unmet="best_of_n.arms does not list rlhf", role="policy", label="best-of-n (RLHF RM)",
-        reward="reward_rlhf", report="best_of_n", single_process=True,
+        reward="reward_rlhf", report="best_of_n",
     ),
     # evaluate, frontier and report stay last: they read every stage above.
     Stage(

@@ -244,6 +244,42 @@ def test_oaif_two_processes_one_judge(tmp_path):
 
 
 @pytest.mark.slow
+def test_best_of_n_and_frontier_two_processes(tmp_path):
+    """best_of_n deals 7 posts to 2 processes (the last round has one) and rank 0 appends them in post
+    order: the files one process writes. frontier runs on rank 0 while the other process waits."""
+    overrides = [BEST_OF_N, "best_of_n.arms=[rlaif]", "rl=null",
+                 "frontier={posts: 3, max_new_tokens: 12, batch_size: 3, best_of_n: [1, 2, 4], bootstrap_samples: 50}",
+                 f"data.eval=[{{path: {SHARED_DATA / 'tldr' / 'openai_tldr_30.jsonl'}, limit: 7}}]"]  # fmt: skip
+    sets = setup_run(tmp_path / "two", *overrides)
+    proc = launch_two(["best_of_n", CONFIG, *sets])
+    assert proc.stdout.count("[rlaif] best_of_n:") == 1
+    proc = launch_two(["frontier", CONFIG, *sets])
+    assert proc.stdout.count("[rlaif] frontier:") == 1
+    one = setup_run(tmp_path / "one", *overrides)
+    assert main(["best_of_n", CONFIG, *one]) == 0
+    run2, run1 = tmp_path / "two" / "run", tmp_path / "one" / "run"
+
+    def rows(run: Path, name: str) -> list[dict]:
+        return [json.loads(line) for line in (run / "best_of_n" / name).read_text().splitlines()]
+
+    two, single = rows(run2, "candidates.jsonl"), rows(run1, "candidates.jsonl")
+    assert [r["id"] for r in two] == [r["id"] for r in single] and len(two) == 7  # once each, in post order
+    for a, b in zip(two, single):
+        assert [c["summary"] for c in a["candidates"]] == [c["summary"] for c in b["candidates"]]
+        assert [c["score"] for c in a["candidates"]] == pytest.approx([c["score"] for c in b["candidates"]], abs=1e-5)
+    assert [r["summary"] for r in rows(run2, "summaries.jsonl")] == [
+        r["summary"] for r in rows(run1, "summaries.jsonl")
+    ]
+    metrics = json.loads((run2 / "best_of_n" / "metrics.json").read_text())
+    assert metrics["posts"] == 7 and metrics["posts_sampled_now"] == 7
+    points = json.loads((run2 / "frontier" / "metrics.json").read_text())["points"]
+    assert sorted((p["stage"], p.get("step", p.get("n"))) for p in points) == [
+        ("best_of_n", 1), ("best_of_n", 2), ("best_of_n", 4), ("sft", 0)]  # fmt: skip
+    assert (run2 / "frontier" / "samples.jsonl").read_text().count("\n") == 3  # written once: SFT on 3 posts
+    assert manifest(run2)["frontier"]["status"] == "done"
+
+
+@pytest.mark.slow
 def test_rlaif_run_evaluates_and_reports_every_method(tmp_path):
     run = tmp_path / "run"
     methods = ["dpo", "dpo_rlhf", "oaif", "oaif_rlhf", "best_of_n", "best_of_n_rlhf"]

@@ -68,6 +68,30 @@ def test_training_features_clamp_soft_labels_and_scale_margins():
     assert training_features({"p_a": 1.0}, RewardConfig(loss="hard")) == (1.0, 0.0)
 
 
+def test_summaries_of_one_prompt_share_its_encoding_and_score_as_alone(monkeypatch):
+    """raw_scores runs a prompt's tokens once for all of its summaries [D56]: same scores as one pass each."""
+    import rlaif.reward.model as reward_model
+
+    tokenizer = load_tokenizer("tiny-random")
+    model = build_reward_model("tiny-random", tokenizer, seed=0)
+    post = "POST: My landlord wants to raise the rent by 30% with two weeks notice. Is that legal here?\n\nTL;DR:"
+    other = "POST: I keep forgetting to water my plants.\n\nTL;DR:"
+    prompts = [post, other, post, post, other, post]
+    summaries = ["rent up 30%", "plants", "landlord raises rent with short notice, is it legal", "", "water", "x y"]
+    passes = []
+    hook = model.base_model.register_forward_pre_hook(
+        lambda module, args, kwargs: passes.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True
+    )
+    shared = raw_scores(model, tokenizer, prompts, summaries, batch_size=3)
+    hook.remove()
+    post_tokens = len(tokenizer(post, add_special_tokens=False).input_ids)
+    assert passes[0] == (1, post_tokens)  # the long post once; its 4 summaries in chunks of <= 3 rows
+    assert [rows for rows, _ in passes[1:3]] == [3, 1] and max(width for _, width in passes[1:3]) < post_tokens
+    monkeypatch.setattr(reward_model, "SHARED_PREFIX_MIN", 10**6)  # no sharing: every sequence in full
+    alone = raw_scores(model, tokenizer, prompts, summaries, batch_size=3)
+    torch.testing.assert_close(shared, alone, atol=1e-5, rtol=1e-4)
+
+
 def test_encoding_keeps_the_end_and_scores_match_single_passes():
     tokenizer = load_tokenizer("tiny-random")
     full = encode(tokenizer, "Human: hi there, how are you today?\n\nAssistant:", "Fine, thanks.")

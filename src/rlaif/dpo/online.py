@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from rlaif.artifacts import is_main_process
+from rlaif.artifacts import gather_objects, is_main_process
 from rlaif.config import ConfigError, OAIFConfig
 from rlaif.dpo.sequences import EncodedPair
 from rlaif.dpo.trainer import DPOStep, MicroBatch, step_indices, step_log
@@ -93,7 +93,7 @@ class OnlineDPOTrainer:
         policy.eval()
         out = sample(
             policy, queries, mask, s.response_length, s.temperature, tok.eos_token_id, tok.pad_token_id,
-            self.generators["sample"],
+            self.generators["sample"], group_size=2,
         )  # fmt: skip
         responses = truncate_response(out.responses, tok.eos_token_id, tok.pad_token_id)  # (2B, T)
         ends = sequence_lengths(responses, tok.eos_token_id).tolist()  # last real token per row
@@ -117,7 +117,7 @@ class OnlineDPOTrainer:
         start = self.rank * self.per_rank
         for i, row in enumerate(rows):
             row["step"], row["index"] = self.step + 1, start + i
-        every = _gather_objects(rows, self.world)
+        every = gather_objects(rows)
         labeled: list[dict] = []
         if is_main_process():
             known = {(r["step"], r["index"]): r for r in log.rows}
@@ -227,15 +227,6 @@ def _order_picks(row: dict) -> tuple[bool, bool] | None:
     if not ab or not ba or ab.get("p_first") is None or ba.get("p_second") is None:
         return None
     return ab["p_first"] > 0.5, ba["p_second"] > 0.5
-
-
-def _gather_objects(items: list, world: int) -> list:
-    """Every process's list, concatenated in rank order, on every process."""
-    if world == 1:
-        return list(items)
-    from accelerate.utils import gather_object
-
-    return gather_object(items)
 
 
 def _broadcast_object(obj, world: int):

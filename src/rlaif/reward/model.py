@@ -10,12 +10,13 @@ caps the input by dropping tokens from the start of the prompt, as in training.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
-from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerBase
+from transformers import AutoModelForSequenceClassification, DynamicCache, PreTrainedTokenizerBase
 
-from rlaif.models import DTYPES, ModelLoadError, align_with_tokenizer, load_tokenizer, resolve_model
+from rlaif.models import DTYPES, ModelLoadError, align_with_tokenizer, kv_cache_kwargs, load_tokenizer, resolve_model
 
 
 def encode(tokenizer: PreTrainedTokenizerBase, prompt: str, summary: str, max_length: int | None = None) -> list[int]:
@@ -100,19 +101,34 @@ def load_reward_model(path: str, dtype: str = "float32"):
     return model, tokenizer
 
 
+SHARED_PREFIX_MIN = 16  # tokens: a shorter common prompt is not worth a separate pass
+
+
 @torch.no_grad()
 def raw_scores(
     model, tokenizer, prompts: list[str], summaries: list[str], batch_size: int = 8, max_length: int | None = None
 ) -> torch.Tensor:
-    """Head outputs without the bias, (N,) float32 on the CPU."""
+    """Head outputs without the bias, (N,) float32 on the CPU. Summaries of one prompt (a pair, the n
+    samples of best-of-n, every system of an evaluation) share its encoding: the prompt's tokens run
+    once and their KV cache serves each summary [D56]."""
     if len(prompts) != len(summaries):
         raise ValueError(f"{len(prompts)} prompts but {len(summaries)} summaries")
     was_training = model.training
     model.eval()
     sequences = [encode(tokenizer, p, s, max_length) for p, s in zip(prompts, summaries)]
-    # Similar lengths share a batch, so little compute goes to padding; results go back in order.
-    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
     out = torch.empty(len(sequences), dtype=torch.float32)
+    by_prompt: dict[str, list[int]] = {}
+    for i, prompt in enumerate(prompts):
+        by_prompt.setdefault(prompt, []).append(i)
+    alone = []
+    for rows in by_prompt.values():
+        shared = _common_prefix([sequences[i] for i in rows]) if len(rows) > 1 and _has_score_head(model) else 0
+        if shared >= SHARED_PREFIX_MIN:
+            _score_sharing_prefix(model, tokenizer, sequences, rows, shared, batch_size, out)
+        else:
+            alone.extend(rows)
+    # Similar lengths share a batch, so little compute goes to padding; results go back in order.
+    order = sorted(alone, key=lambda i: len(sequences[i]))
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         batch = pad_batch([sequences[i] for i in idx], tokenizer.pad_token_id)
@@ -120,6 +136,47 @@ def raw_scores(
         out[idx] = logits[:, 0].float().cpu()
     model.train(was_training)
     return out
+
+
+def _common_prefix(sequences: list[list[int]]) -> int:
+    """Length of the token prefix every sequence shares, leaving each at least one token of its own."""
+    n = min(len(s) for s in sequences) - 1
+    first = sequences[0]
+    for j in range(n):
+        if any(s[j] != first[j] for s in sequences[1:]):
+            return j
+    return max(n, 0)
+
+
+def _has_score_head(model) -> bool:
+    """A transformers *ForSequenceClassification model (not a peft wrapper): a decoder (`base_model`)
+    and a linear `score` head read at the last real token, which _score_sharing_prefix reproduces."""
+    return type(model).__name__.endswith("ForSequenceClassification") and isinstance(
+        getattr(model, "score", None), torch.nn.Linear
+    )
+
+
+def _score_sharing_prefix(model, tokenizer, sequences, rows: list[int], shared: int, batch_size: int, out) -> None:
+    """Scores of sequences[rows], which share their first `shared` tokens: those run once (one row,
+    cached), then each chunk of rows runs its own tokens on a copy of that cache."""
+    decoder, device = model.base_model, model.device
+    prefix_cache = DynamicCache(config=model.config)
+    prefix = torch.tensor([sequences[rows[0]][:shared]], device=device)
+    decoder(input_ids=prefix, attention_mask=torch.ones_like(prefix), position_ids=torch.arange(shared, device=device)[None],
+            **kv_cache_kwargs(decoder, prefix_cache))  # fmt: skip
+    rows = sorted(rows, key=lambda i: len(sequences[i]))
+    for start in range(0, len(rows), batch_size):
+        idx = rows[start : start + batch_size]
+        tails = pad_batch([sequences[i][shared:] for i in idx], tokenizer.pad_token_id)
+        tail_ids, tail_mask = tails["input_ids"].to(device), tails["attention_mask"].to(device)
+        cache = copy.deepcopy(prefix_cache)
+        cache.batch_repeat_interleave(len(idx))
+        mask = torch.cat([tail_mask.new_ones(len(idx), shared), tail_mask], dim=1)
+        positions = shared + torch.arange(tail_ids.size(1), device=device).expand(len(idx), -1)
+        hidden = decoder(input_ids=tail_ids, attention_mask=mask, position_ids=positions,
+                         **kv_cache_kwargs(decoder, cache)).last_hidden_state  # fmt: skip
+        last = tail_mask.sum(1) - 1  # right padding: the EOS of each row
+        out[idx] = model.score(hidden[torch.arange(len(idx), device=device), last])[:, 0].float().cpu()
 
 
 def score(model, tokenizer, prompts: list[str], summaries: list[str], batch_size: int = 8) -> torch.Tensor:

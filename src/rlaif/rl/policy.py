@@ -23,13 +23,23 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from transformers import DynamicCache
 
 from rlaif.config import RLConfig
-from rlaif.models import decoder_layers, disable_dropout, linear_names, merge_adapter, position_ids
+from rlaif.models import (
+    decoder_layers,
+    disable_dropout,
+    kv_cache_kwargs,
+    linear_names,
+    merge_adapter,
+    position_ids,
+)
 from rlaif.rl.losses import logprobs_from_logits
 
-# (query_responses (B, L), attention_mask (B, L), last_index (B,), prompts, responses) -> scores (B,)
-RewardFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, list[str], list[str]], torch.Tensor]
+# (query_responses (B, L), attention_mask (B, L), last_index (B,), prompts, responses) -> scores (B,); a reward
+# source also takes keywords context_length and group_size (rows in runs of group_size samples of one prompt,
+# whose first context_length columns it may encode once per run [D56]) and may ignore them
+RewardFn = Callable[..., torch.Tensor]
 
 
 def hf_model(model: nn.Module) -> nn.Module:
@@ -43,12 +53,32 @@ def backbone(model: nn.Module) -> nn.Module:
     return hf_model(model).base_model
 
 
-def last_hidden(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Final-norm hidden states, (B, L, H)."""
-    out = backbone(model)(
-        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask), use_cache=False
-    )
-    return out.last_hidden_state
+def last_hidden(
+    model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, shared_prefix: int = 0, group_size: int = 1
+) -> torch.Tensor:
+    """Final-norm hidden states, (B, L, H). With `group_size` k > 1 the rows come in runs of k that
+    share their first `shared_prefix` columns (k samples of one prompt): those columns are encoded once
+    per run and their KV cache copied to the k rows, then the rest runs on every row [D56]. The same
+    states up to float rounding, for a fraction of the prompt's work."""
+    decoder, positions = backbone(model), position_ids(attention_mask)
+    B, k, P = input_ids.size(0), group_size, shared_prefix
+    if k <= 1 or P <= 0 or B % k:
+        return decoder(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=False
+        ).last_hidden_state
+    prefix = input_ids[:, :P]
+    if not torch.equal(prefix, prefix[::k].repeat_interleave(k, dim=0)):
+        raise ValueError(f"last_hidden: the {B} rows are not runs of {k} with the same first {P} tokens")
+    cache = DynamicCache(config=hf_model(model).config)
+    cache_kwargs = kv_cache_kwargs(decoder, cache)
+    head = decoder(
+        input_ids=prefix[::k], attention_mask=attention_mask[::k, :P], position_ids=positions[::k, :P], **cache_kwargs
+    ).last_hidden_state  # (B / k, P, H)
+    cache.batch_repeat_interleave(k)
+    tail = decoder(
+        input_ids=input_ids[:, P:], attention_mask=attention_mask, position_ids=positions[:, P:], **cache_kwargs
+    ).last_hidden_state  # (B, L - P, H)
+    return torch.cat([head.repeat_interleave(k, dim=0), tail], dim=1)
 
 
 @contextlib.contextmanager
@@ -84,13 +114,15 @@ def response_hidden(
     context_length: int,
     layer_inputs: torch.Tensor | None = None,
     k: int = 0,
+    group_size: int = 1,
 ) -> torch.Tensor:
     """Final-norm hidden states at the response positions, (B, T, H): position t holds the state
     *before* response token t [D01]. `layer_inputs` (B, L-1, H), the inputs of decoder layer k at
-    positions 0..L-2 saved while sampling, replaces the bottom of the stack [D48]."""
+    positions 0..L-2 saved while sampling, replaces the bottom of the stack [D48]. `group_size`: rows
+    in runs of that many samples of one prompt, encoded once per run (see last_hidden) [D56]."""
     if layer_inputs is not None:
         return top_hidden(model, layer_inputs, attention_mask[:, :-1], k)[:, context_length - 1 :]
-    return last_hidden(model, query_responses, attention_mask)[:, context_length - 1 : -1]
+    return last_hidden(model, query_responses, attention_mask, context_length, group_size)[:, context_length - 1 : -1]
 
 
 @contextlib.contextmanager
@@ -188,14 +220,17 @@ class RLModels:
         responses: torch.Tensor,
         temperature: float,
         layer_inputs: torch.Tensor | None = None,
+        group_size: int = 1,
     ) -> torch.Tensor:
         """Log-probs of the response tokens under the SFT policy, (B, T) [D05][D14]; with
-        `layer_inputs` (lean), only the layers above the shared ones run [D48]."""
+        `layer_inputs` (lean), only the layers above the shared ones run [D48]; `group_size`: rows in
+        runs of that many samples of one prompt, whose prompt is encoded once [D56]."""
         model = self.reference_model()
         with self.reference_context():
             hidden = response_hidden(
-                model, query_responses, attention_mask, context_length, layer_inputs, self.trainable.shared_layers
-            )
+                model, query_responses, attention_mask, context_length, layer_inputs, self.trainable.shared_layers,
+                group_size,
+            )  # fmt: skip
             logits = hf_model(model).get_output_embeddings()(hidden).float() / temperature
         return logprobs_from_logits(logits, responses)
 

@@ -47,6 +47,8 @@ class RewardModelReward:
         last_index: torch.Tensor,
         prompts: list[str],
         responses: list[str],
+        context_length: int = 0,
+        group_size: int = 1,
     ) -> torch.Tensor:
         too_long = self.max_length is not None and query_responses.size(1) > self.max_length
         if not self.same_vocab or too_long:
@@ -54,10 +56,10 @@ class RewardModelReward:
             return score_texts(self.model, self.tokenizer, prompts, responses, self.batch_size).to(
                 query_responses.device
             )
-        scores = []
+        scores, k = [], _whole_runs(group_size, self.batch_size)
         for start in range(0, query_responses.size(0), self.batch_size):
             sl = slice(start, start + self.batch_size)
-            hidden = last_hidden(self.model, query_responses[sl], attention_mask[sl])  # (b, L, H)
+            hidden = last_hidden(self.model, query_responses[sl], attention_mask[sl], context_length, k)  # (b, L, H)
             rows = torch.arange(hidden.size(0), device=hidden.device)
             scores.append(head_values(self.model.score, hidden[rows, last_index[sl]]))  # (b,)
         return torch.cat(scores) + self.bias
@@ -86,6 +88,8 @@ class DirectReward:
         last_index: torch.Tensor,
         prompts: list[str],
         responses: list[str],
+        context_length: int = 0,
+        group_size: int = 1,
     ) -> torch.Tensor:
         return self.judge.scores(prompts, responses).to(query_responses.device)
 
@@ -157,12 +161,20 @@ class SharedBaseReward:
         last_index: torch.Tensor,
         prompts: list[str],
         responses: list[str],
+        context_length: int = 0,
+        group_size: int = 1,
     ) -> torch.Tensor:
-        scores = []
+        scores, k = [], _whole_runs(group_size, self.batch_size)
         with self._active():
             for start in range(0, query_responses.size(0), self.batch_size):
                 sl = slice(start, start + self.batch_size)
-                hidden = last_hidden(self.policy, query_responses[sl], attention_mask[sl])  # (b, L, H)
+                hidden = last_hidden(self.policy, query_responses[sl], attention_mask[sl], context_length, k)
                 rows = torch.arange(hidden.size(0), device=hidden.device)
                 scores.append(head_values(self.score, hidden[rows, last_index[sl]]))  # (b,)
         return torch.cat(scores) + self.bias
+
+
+def _whole_runs(group_size: int, batch_size: int) -> int:
+    """The group size a chunk of `batch_size` rows can share prompts by: only whole runs of a prompt's
+    samples fit in every chunk; else 1 (no sharing)."""
+    return group_size if group_size > 1 and batch_size % group_size == 0 else 1

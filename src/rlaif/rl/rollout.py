@@ -154,6 +154,7 @@ def sample_and_score(
         policy_value.value_head if policy_value.values_from_policy else None,
         collect_layer=policy_value.shared_layers,
         merge_lora=models.full_precision,
+        group_size=settings.group_size,  # RLOO and GRPO: each prompt's k rows read it once [D56]
     )
     # 2. cut after the first EOS [D02]; the last real token is the EOS, or T-1 without one [D03]
     responses = truncate_response(samples.responses, eos, pad)  # (B, T)
@@ -164,8 +165,9 @@ def sample_and_score(
     # 3. reference log-probs [D05][D14] (lean: from the shared layers' saved output [D48]),
     #    values (standard mode), scores at the EOS [D03]
     saved = (samples.layer_inputs,) if samples.layer_inputs is not None else ()
+    k = settings.group_size if settings.forward_batch_size % settings.group_size == 0 else 1  # whole runs per chunk
     ref_logprobs = _chunked(
-        lambda q, a, r, *h: models.ref_logprobs(q, a, ctx, r, settings.temperature, *h),
+        lambda q, a, r, *h: models.ref_logprobs(q, a, ctx, r, settings.temperature, *h, group_size=k),
         settings.forward_batch_size,
         query_responses,
         attention_mask,
@@ -204,7 +206,15 @@ def sample_and_score(
                     values[rows] = row_values
     texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
     texts = [t.strip() for t in texts]
-    raw_scores = models.reward(query_responses, attention_mask, ctx + seq_len, prompts, texts).float()
+    raw_scores = models.reward(
+        query_responses,
+        attention_mask,
+        ctx + seq_len,
+        prompts,
+        texts,
+        context_length=ctx,
+        group_size=settings.group_size,
+    ).float()
     # 4. a response that never ends is penalised [D04]
     scores = penalize_missing_eos(raw_scores, contains_eos(responses, eos), settings.missing_eos_penalty)
     # the per-token KL estimate [D05]; padding holds no log-prob, value or KL

@@ -6,16 +6,22 @@ evaluate.max_posts, as evaluate reads them). Writes <stage>/{candidates.jsonl (p
 sample with its score by the arm's reward model, appended post by post, so a killed run resumes
 where it stopped), summaries.jsonl (the pick at n: evaluate reads it as this system's summaries),
 metrics.json (the mean score of the pick and the KL bound at n = 1, 2, 4, ..., n)}. [P11][P12]
+
+Under `accelerate launch` the posts still to do are dealt out in turn (process r takes the r-th of every
+round); after each round rank 0 gathers the rows and appends them in post order. Each post's samples
+come from its own seed, so the files are those of a single process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import time
 
 import torch
 from tqdm.auto import tqdm
 
+from rlaif.artifacts import gather_objects, process_rank
 from rlaif.best_of_n.selection import kl_bound, n_ladder, pick
 from rlaif.data import eval_records
 from rlaif.jsonl import AppendLog, write_jsonl
@@ -31,6 +37,7 @@ def run(ctx: StageContext) -> dict:
     cfg, settings = ctx.cfg, ctx.section
     t0 = time.time()
     device = compute_device()
+    rank, world = process_rank()
     sft_path = str(ctx.artifact("sft", "model"))
     tokenizer = load_tokenizer(sft_path, padding_side="left")
     records = eval_records(cfg, tokenizer, cfg.evaluate.max_posts)
@@ -38,26 +45,40 @@ def run(ctx: StageContext) -> dict:
     generation = {"n": settings.n, "temperature": settings.temperature, "max_new_tokens": settings.max_new_tokens,
                   "dtype": settings.dtype, "seed": cfg.seed}  # fmt: skip
     sampled_now = 0
-    with AppendLog(ctx.dir / "candidates.jsonl") as log:
-        done = {row["id"]: row for row in log.rows}
-        todo = [(i, r) for i, r in enumerate(records) if r["id"] not in done]
+    # one writer: rank 0 holds the log and tells the others which posts are done
+    with AppendLog(ctx.dir / "candidates.jsonl") if rank == 0 else contextlib.nullcontext() as log:
+        done = {row["id"]: row for row in log.rows} if log is not None else {}
+        finished = set(gather_objects(sorted(done)))
+        todo = [(i, r) for i, r in enumerate(records) if r["id"] not in finished]
         if todo:
             policy = load_causal_lm(sft_path, tokenizer, settings.dtype).to(device).eval()
             rm, rm_tokenizer = load_reward_model(rm_path, settings.dtype)
             rm.to(device)
-            for index, record in tqdm(todo, desc=f"{ctx.stage.name} sample + score", unit="post"):
-                samples = sample_post(
-                    policy, tokenizer, record["prompt"], settings, _post_seed(cfg.seed, index), device
-                )
-                scores = score(rm, rm_tokenizer, [record["prompt"]] * len(samples),
-                               [s["summary"] for s in samples], settings.score_batch_size).tolist()  # fmt: skip
-                row = {"id": record["id"], "prompt": record["prompt"], "rm": ctx.stage.reward, "generation": generation,
-                       "candidates": [{**s, "score": v} for s, v in zip(samples, scores)]}  # fmt: skip
-                log.append(row)
-                done[row["id"]] = row
-                sampled_now += 1
+            mine = todo[rank::world]
+            bar = tqdm(total=len(todo), desc=f"{ctx.stage.name} sample + score", unit="post", disable=rank != 0)
+            for turn in range(-(-len(todo) // world)):
+                row = None
+                if turn < len(mine):
+                    index, record = mine[turn]
+                    samples = sample_post(
+                        policy, tokenizer, record["prompt"], settings, _post_seed(cfg.seed, index), device
+                    )
+                    scores = score(rm, rm_tokenizer, [record["prompt"]] * len(samples),
+                                   [s["summary"] for s in samples], settings.score_batch_size).tolist()  # fmt: skip
+                    row = {"id": record["id"], "prompt": record["prompt"], "rm": ctx.stage.reward,
+                           "generation": generation,
+                           "candidates": [{**s, "score": v} for s, v in zip(samples, scores)]}  # fmt: skip
+                arrived = [r for r in gather_objects([row]) if r is not None]  # rank order = post order
+                if log is not None:
+                    log.extend(arrived)
+                    done.update((r["id"], r) for r in arrived)
+                sampled_now += len(arrived)
+                bar.update(len(arrived))
+            bar.close()
             del policy, rm
             gc.collect()
+    if rank != 0:
+        return {}  # rank 0 writes the picks and the metrics
     rows = [done[r["id"]] for r in records]
     picks = [rows_pick(row, settings.n) for row in rows]
     write_jsonl(ctx.dir / "summaries.jsonl", picks)
@@ -107,7 +128,7 @@ def sample_post(policy, tokenizer, prompt: str, settings, seed: int, device: str
     for start in range(0, settings.n, settings.sample_batch_size):
         k = min(settings.sample_batch_size, settings.n - start)
         s = sample(policy, enc.input_ids.expand(k, -1), enc.attention_mask.expand(k, -1), settings.max_new_tokens,
-                   settings.temperature, eos, pad, generator)  # fmt: skip
+                   settings.temperature, eos, pad, generator, group_size=k)  # fmt: skip
         responses = truncate_response(s.responses, eos, pad)
         ends = sequence_lengths(responses, eos).tolist()
         texts = tokenizer.batch_decode(responses, skip_special_tokens=True)

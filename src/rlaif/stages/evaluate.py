@@ -32,7 +32,8 @@ from rlaif.pipeline import REFERENCE
 from rlaif.stages import StageContext
 from rlaif.tracking import start_tracking
 
-RM_BATCH = 8  # summaries per reward-model forward
+RM_BATCH = 16  # summaries per reward-model forward (the post itself is encoded once per call)
+RM_POSTS = 8  # posts per reward-model call between appends: what a kill can lose at most
 JUDGE_POSTS = 4  # posts (all their comparisons) per judge call between appends: what a kill can lose at most
 
 
@@ -193,16 +194,18 @@ def _rm_scores(ctx: StageContext, rm: str, text, prompts, settings, device) -> d
         for row in log.rows:
             if row["rm"] == rm:
                 done[row["system"]][row["id"]] = row["score"]
+        todo = [(system, i) for system, by_id in text.items() for i in by_id if i not in done[system]]
+        posts = list(dict.fromkeys(i for _, i in todo))
         model = tokenizer = None
-        for system, by_id in text.items():
-            todo = [i for i in by_id if i not in done[system]]
-            if not todo:
-                continue
+        # every system's summary of a few posts per call: each post's prompt is encoded once for all of them [D56]
+        for start in range(0, len(posts), RM_POSTS):
             if model is None:
                 model, tokenizer = load_reward_model(str(ctx.artifact(rm, "model")), dtype=settings.dtype)
                 model.to(device)
-            scores = score(model, tokenizer, [prompts[i] for i in todo], [by_id[i] for i in todo], batch_size=RM_BATCH)
-            for i, value in zip(todo, scores.tolist()):
+            chunk = set(posts[start : start + RM_POSTS])
+            part = [(system, i) for system, i in todo if i in chunk]
+            scores = score(model, tokenizer, [prompts[i] for _, i in part], [text[s][i] for s, i in part], RM_BATCH)
+            for (system, i), value in zip(part, scores.tolist()):
                 log.append({"rm": rm, "system": system, "id": i, "score": value})
                 done[system][i] = value
         del model

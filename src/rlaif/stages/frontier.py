@@ -16,6 +16,7 @@ import time
 import torch
 
 from rlaif import pipeline
+from rlaif.artifacts import is_main_process
 from rlaif.data import eval_records
 from rlaif.evaluation.frontier import best_of_n_points, point_summary, sample_with_kl
 from rlaif.jsonl import AppendLog, read_jsonl, write_jsonl
@@ -46,6 +47,8 @@ def own_and_other(stage: pipeline.Stage, reward_models: list[str]) -> tuple[str 
 
 
 def run(ctx: StageContext) -> dict:
+    if not is_main_process():  # one process draws the frontier; the others wait for it (run_stage's barrier)
+        return {}
     cfg, settings = ctx.cfg, ctx.section
     t0 = time.time()
     device = compute_device()
