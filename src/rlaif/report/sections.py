@@ -199,10 +199,11 @@ def _rl(doc: Doc, name: str, d: Path) -> None:
         if panel and points and len(panels.setdefault(panel, {})) < 4:
             panels[panel][key] = tuple(zip(*points))
     panels = {k: v for k, v in panels.items() if v}
+    algorithm = _read_metrics(d).get("algorithm") or "ppo"  # the rl stage's kin: rloo, grpo
     if panels:
         doc.figure(
             f"{name}_curves",
-            plots.curves_grid(panels, f"{name}: PPO curves", "step"),
+            plots.curves_grid(panels, f"{name}: {algorithm.upper()} curves", "step"),
             f"{name} reward, KL and length curves",
         )
     else:
