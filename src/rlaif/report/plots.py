@@ -105,11 +105,14 @@ def frontier_plot(panels: dict[str, dict[str, tuple[list, list, list]]], title: 
     """Side-by-side panels of reward against KL to SFT: per method a line through its points (x, y),
     with the y intervals drawn as error bars; (x, y, (y_low, y_high)) per series."""
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False)
+    # the methods matrix has 12 series: matplotlib's 10-colour cycle would give two of them one colour
+    colours = plt.get_cmap("tab20").colors
     for ax, (panel, series) in zip(axes[0], panels.items()):
-        for name, (x, y, bounds) in series.items():
+        for i, (name, (x, y, bounds)) in enumerate(series.items()):
             low = [yi - lo if lo is not None else 0.0 for yi, (lo, _) in zip(y, bounds)]
             high = [hi - yi if hi is not None else 0.0 for yi, (_, hi) in zip(y, bounds)]
-            ax.errorbar(x, y, yerr=[low, high], marker="o", markersize=4, capsize=2, linewidth=1.2, label=name)
+            ax.errorbar(x, y, yerr=[low, high], marker="o", markersize=4, capsize=2, linewidth=1.2, label=name,
+                        color=colours[i % len(colours)])  # fmt: skip
         ax.set(title=panel, xlabel="KL to SFT (nats, held-out posts)", ylabel="mean reward-model score")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
