@@ -56,7 +56,7 @@ class RewardModelReward:
             return score_texts(self.model, self.tokenizer, prompts, responses, self.batch_size).to(
                 query_responses.device
             )
-        scores, k = [], _whole_runs(group_size, self.batch_size)
+        scores, k = [], whole_runs(group_size, self.batch_size)
         for start in range(0, query_responses.size(0), self.batch_size):
             sl = slice(start, start + self.batch_size)
             hidden = last_hidden(self.model, query_responses[sl], attention_mask[sl], context_length, k)  # (b, L, H)
@@ -164,7 +164,7 @@ class SharedBaseReward:
         context_length: int = 0,
         group_size: int = 1,
     ) -> torch.Tensor:
-        scores, k = [], _whole_runs(group_size, self.batch_size)
+        scores, k = [], whole_runs(group_size, self.batch_size)
         with self._active():
             for start in range(0, query_responses.size(0), self.batch_size):
                 sl = slice(start, start + self.batch_size)
@@ -174,7 +174,7 @@ class SharedBaseReward:
         return torch.cat(scores) + self.bias
 
 
-def _whole_runs(group_size: int, batch_size: int) -> int:
+def whole_runs(group_size: int, batch_size: int) -> int:
     """The group size a chunk of `batch_size` rows can share prompts by: only whole runs of a prompt's
     samples fit in every chunk; else 1 (no sharing)."""
     return group_size if group_size > 1 and batch_size % group_size == 0 else 1

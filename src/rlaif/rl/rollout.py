@@ -19,6 +19,7 @@ from rlaif.rl.gae import kl_penalty, penalize_missing_eos
 from rlaif.rl.losses import logprobs_from_logits
 from rlaif.rl.masking import contains_eos, response_padding_mask, sequence_lengths, truncate_response
 from rlaif.rl.policy import RLModels
+from rlaif.rl.rewards import whole_runs
 from rlaif.rl.sampling import sample
 
 INVALID_LOGPROB = 1.0  # reference: a log-prob that cannot occur marks the padding positions
@@ -165,7 +166,7 @@ def sample_and_score(
     # 3. reference log-probs [D05][D14] (lean: from the shared layers' saved output [D48]),
     #    values (standard mode), scores at the EOS [D03]
     saved = (samples.layer_inputs,) if samples.layer_inputs is not None else ()
-    k = settings.group_size if settings.forward_batch_size % settings.group_size == 0 else 1  # whole runs per chunk
+    k = whole_runs(settings.group_size, settings.forward_batch_size)  # only whole groups per chunk share
     ref_logprobs = _chunked(
         lambda q, a, r, *h: models.ref_logprobs(q, a, ctx, r, settings.temperature, *h, group_size=k),
         settings.forward_batch_size,
