@@ -124,6 +124,10 @@ class RunDir:
     def entry(self, stage: str) -> dict | None:
         return self.manifest()["stages"].get(stage)
 
+    def identity(self, stage: str) -> str:
+        """A finished stage's settings and this run of it (what downstream fingerprints hash)."""
+        return _identity(self.entry(stage))
+
     def finished(self, stage: str) -> bool:
         return (self.entry(stage) or {}).get("status") == "done"
 
@@ -201,7 +205,7 @@ class RunDir:
         barrier()  # every rank has read the old entry before rank 0 rewrites it
         if is_main_process():
             if out.exists() and not resumed:
-                shutil.rmtree(out)
+                _wipe(out, keep=next((s.keeps for s in pipeline.STAGES if s.name == stage), ()))
             out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.root / "config.yaml", to_yaml(self.cfg))
             self._update(
@@ -247,6 +251,20 @@ class RunDir:
         manifest = self.manifest()
         manifest["stages"].setdefault(stage, {}).update(fields)
         write_json(self.manifest_path, manifest)
+
+
+def _wipe(folder: Path, keep: tuple[str, ...] = ()) -> None:
+    """Delete a stale stage's outputs, except the caches its registry entry keeps (Stage.keeps)."""
+    if not keep:
+        shutil.rmtree(folder)
+        return
+    for path in folder.iterdir():
+        if path.name in keep:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 def _identity(entry: dict) -> str:

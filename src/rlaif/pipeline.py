@@ -67,6 +67,11 @@ class Stage:
     report: str | None = "generic"
     """Report section that draws this stage's outputs: sft, label, reward, rl, dpo, best_of_n or generic; None: none
     (evaluate is the report's headline, rlaif.report.results)."""
+    keeps: tuple[str, ...] = ()
+    """Outputs kept when a stale stage reruns (the rest of its folder is wiped): caches whose every row
+    records what it was computed from, so the stage drops the rows that no longer match (evaluate's
+    summaries, reward-model scores and judgements: adding a method to a finished run decodes and
+    judges only what is new) [E11]."""
     single_process: bool = False
     """Inference that appends rows: several ranks would write them twice, so a multi-process launch is refused."""
     options: tuple[tuple[str, str], ...] = ()
@@ -413,7 +418,7 @@ STAGES: list[Stage] = [
         "evaluate", "rlaif.stages.evaluate", "evaluate", "eval",
         "win rates (LLM judge, both orders), RM scores, lengths, ROUGE-L on held-out posts",
         artifacts=("metrics.json", "posts.jsonl", "generations"), upstream=_evaluate_upstream,
-        data=_evaluate_data, report=None,
+        data=_evaluate_data, report=None, keeps=("generations", "rm_scores.jsonl", "judgements.jsonl"),
     ),
     Stage(
         "frontier", "rlaif.stages.frontier", "frontier", "frontier",

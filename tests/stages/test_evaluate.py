@@ -6,12 +6,16 @@ known: every policy loses to the reference in both orders, and identical policie
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
+import torch
+from safetensors.torch import load_file, save_file
 
 from rlaif import pipeline
 from rlaif.artifacts import RunDir
 from rlaif.jsonl import read_jsonl
+from rlaif.models import embedded_folder
 from rlaif.stages import run_stage
 from tests.conftest import needs_shared_data
 from tests.labelers.fake_openai_server import FakeOpenAIServer
@@ -94,3 +98,49 @@ def test_evaluate_resumes_after_a_judge_failure(eval_run):
     entry = RunDir(cfg).entry("evaluate")
     assert entry["status"] == "done" and entry["attempts"] == 2 and entry["error"] is None
     assert json.loads((d / "metrics.json").read_text())["comparisons"]["sft:reference"]["n"] == N_POSTS
+
+
+def test_a_changed_evaluation_recomputes_only_what_changed(eval_run, tiny_config, tmp_path):
+    """A stale evaluate keeps the rows of its caches that still match [E11]: a new comparison is all the
+    judge sees; after rl reruns, only rl is decoded, scored and judged again."""
+    with FakeOpenAIServer() as server:
+        first = ["evaluate.comparisons=[rl:sft, sft:reference]"]
+        cfg, rundir = eval_run(server, *first)
+        assert run_stage(pipeline.stage("evaluate"), cfg)
+        d = rundir.stage_dir("evaluate")
+        sft_rows = (d / "generations" / "sft.jsonl").read_bytes()
+        assert len(server.requests) == 2 * N_POSTS * 2
+        (d / "stray.txt").write_text("not a cache")
+
+        def config(comparisons: str):
+            overrides = [f"data.eval=[{{path: {eval_file(tmp_path)}}}]", *fake_judge_overrides(server)]
+            return tiny_config(*overrides, f"evaluate.comparisons={comparisons}")
+
+        cfg = config("[rl:sft, sft:reference, rl_rlhf:sft]")
+        assert run_stage(pipeline.stage("evaluate"), cfg)  # stale: its section changed
+        assert len(server.requests) == 3 * N_POSTS * 2  # only rl_rlhf:sft was judged
+        assert not (d / "stray.txt").exists()  # the rest of the folder is wiped
+        metrics = json.loads((d / "metrics.json").read_text())
+        assert metrics["cached_rows"] == {"summaries": 3 * N_POSTS, "rm_scores": 2 * 4 * N_POSTS,
+                                          "judgements": 2 * N_POSTS}  # fmt: skip
+        assert metrics["comparisons"]["rl:sft"]["n"] == N_POSTS
+
+        # rl runs again (a new run id) to other weights: its summaries, their scores and its comparison are redone
+        out = rundir.begin("rl", cfg.rl, upstream=("sft",))
+        shutil.copytree(embedded_folder("tiny-random"), out.dir / "model")
+        weights = load_file(out.dir / "model" / "model.safetensors")
+        torch.manual_seed(0)
+        for name in weights:
+            weights[name] += torch.randn_like(weights[name])
+        save_file(weights, out.dir / "model" / "model.safetensors", metadata={"format": "pt"})
+        rundir.finish(out, {})
+        before = len(server.requests)
+        assert run_stage(pipeline.stage("evaluate"), cfg)
+        assert len(server.requests) - before == N_POSTS * 2  # rl:sft only
+        metrics = json.loads((d / "metrics.json").read_text())
+        assert metrics["cached_rows"] == {"summaries": 2 * N_POSTS, "rm_scores": 2 * 3 * N_POSTS,
+                                          "judgements": 2 * N_POSTS}  # fmt: skip
+    assert (d / "generations" / "sft.jsonl").read_bytes() == sft_rows  # never decoded again
+    assert len(read_jsonl(d / "generations" / "rl.jsonl")) == N_POSTS
+    assert len(read_jsonl(d / "rm_scores.jsonl")) == 2 * 4 * N_POSTS
+    assert len(read_jsonl(d / "judgements.jsonl")) == 3 * N_POSTS

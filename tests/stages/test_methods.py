@@ -31,7 +31,7 @@ DPO = "dpo={batch_size: 4, micro_batch_size: 2, learning_rate: 1.0e-3, max_respo
       f"max_steps: 4, comparisons: [{COMPARISONS}]}}"  # fmt: skip
 OAIF = "oaif={batch_size: 4, micro_batch_size: 2, learning_rate: 1.0e-3, total_prompts: 16, response_length: 12, " \
        "save_steps: 2, sample_steps: 2, undecided: half, lora: {enabled: true, r: 8}}"  # fmt: skip
-BEST_OF_N = "best_of_n={n: 4, max_new_tokens: 12, sample_batch_size: 4}"
+BEST_OF_N = "best_of_n={n: 4, max_new_tokens: 12, sample_batch_size: 8}"  # 2 posts per sampling call
 ENV = {**os.environ, "PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 
@@ -172,19 +172,35 @@ def test_oaif_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
 
 @pytest.mark.slow
 def test_best_of_n_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
-    overrides = [BEST_OF_N, "best_of_n.n=16", "best_of_n.arms=[rlaif]",
+    """Posts are sampled 2 per call; the kill's file is cut to an odd number of rows and a partial line, so
+    a chunk is half-written: the rerun samples that chunk again whole and appends only its missing post."""
+    overrides = [BEST_OF_N, "best_of_n.n=16", "best_of_n.sample_batch_size=32", "best_of_n.arms=[rlaif]",
                  f"data.eval=[{{path: {SHARED_DATA / 'tldr' / 'openai_tldr_30.jsonl'}}}]"]  # fmt: skip
+    path = Path("best_of_n") / "candidates.jsonl"
 
     def ready(run: Path) -> bool:
-        path = run / "best_of_n" / "candidates.jsonl"
-        return path.exists() and path.read_text().count("\n") >= 3
+        return (run / path).exists() and (run / path).read_text().count("\n") >= 4
 
-    run_a, run_b = rerun_after_kill(tmp_path, ["best_of_n", CONFIG], overrides, ready, "3 posts were sampled")
+    def half_a_chunk(run: Path) -> None:
+        lines = (run / path).read_text().splitlines(keepends=True)
+        keep = len(lines) - 1 if len(lines) % 2 == 0 else len(lines)  # an odd count: the last chunk half-written
+        (run / path).write_text("".join(lines[:keep]) + lines[keep - 1][:40])  # and half a line, as a kill leaves
+
+    run_a, run_b = rerun_after_kill(
+        tmp_path, ["best_of_n", CONFIG], overrides, ready, "4 posts were sampled", on_kill=half_a_chunk
+    )
     metrics = json.loads((run_b / "best_of_n" / "metrics.json").read_text())
-    assert metrics["posts"] == 30 and 3 <= metrics["resumed_posts"] < 30
-    for name in ("candidates.jsonl", "summaries.jsonl"):
-        assert (run_b / "best_of_n" / name).read_text() == (run_a / "best_of_n" / name).read_text(), name
-    rows = [json.loads(line) for line in (run_a / "best_of_n" / "candidates.jsonl").read_text().splitlines()]
+    assert metrics["posts"] == 30 and 3 <= metrics["resumed_posts"] < 30 and metrics["resumed_posts"] % 2 == 1
+    assert (run_b / "best_of_n" / "summaries.jsonl").read_text() == (
+        run_a / "best_of_n" / "summaries.jsonl"
+    ).read_text()
+
+    def candidates(run: Path) -> list[dict]:  # the two runs' SFT models are the same weights from two stage runs
+        rows = [json.loads(line) for line in (run / "best_of_n" / "candidates.jsonl").read_text().splitlines()]
+        return [{**r, "generation": {k: v for k, v in r["generation"].items() if k != "sft_run"}} for r in rows]
+
+    assert candidates(run_b) == candidates(run_a)
+    rows = candidates(run_a)
     assert all(len(r["candidates"]) == 16 and r["rm"] == "reward" for r in rows)
     picks = [json.loads(line) for line in (run_a / "best_of_n" / "summaries.jsonl").read_text().splitlines()]
     for row, chosen in zip(rows, picks):
@@ -193,6 +209,40 @@ def test_best_of_n_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     assert list(by_n) == ["1", "2", "4", "8", "16"]
     scores = [by_n[k]["mean_score"] for k in by_n]
     assert scores == sorted(scores)  # the best of the first n can only get better with n
+
+
+@pytest.mark.slow
+def test_best_of_n_second_arm_scores_the_first_arms_samples(tmp_path):
+    """Both arms draw the same SFT samples: the RLHF arm reuses the RLAIF arm's when the generation settings
+    match and scores them with its own reward model; with other settings it samples itself. One post per
+    call when n > sample_batch_size (its n in 2 calls)."""
+    sets = setup_run(tmp_path, BEST_OF_N, "best_of_n.sample_batch_size=2")
+    run = tmp_path / "run"
+
+    def rows(stage: str) -> list[dict]:
+        return [json.loads(line) for line in (run / stage / "candidates.jsonl").read_text().splitlines()]
+
+    def metrics(stage: str) -> dict:
+        return json.loads((run / stage / "metrics.json").read_text())
+
+    assert main(["best_of_n", CONFIG, *sets]) == 0
+    assert metrics("best_of_n")["posts_sampled_now"] == 4 and metrics("best_of_n")["posts_reused_samples"] == 0
+    assert main(["best_of_n", CONFIG, "--arm", "rlhf", *sets, "--set", "best_of_n.temperature=0.7"]) == 0
+    alone = rows("best_of_n_rlhf")  # other generation settings: sampled, not reused
+    assert metrics("best_of_n_rlhf")["posts_sampled_now"] == 4
+    assert main(["best_of_n", CONFIG, "--arm", "rlhf", *sets]) == 0
+    first, second = rows("best_of_n"), rows("best_of_n_rlhf")
+    assert (
+        metrics("best_of_n_rlhf")["posts_reused_samples"] == 4 and metrics("best_of_n_rlhf")["posts_sampled_now"] == 0
+    )
+    assert all(r["samples_from"] == "best_of_n/candidates.jsonl" and r["rm"] == "reward_rlhf" for r in second)
+    assert all("samples_from" not in r for r in first + alone)
+    for a, b in zip(first, second):
+        assert [c["summary"] for c in a["candidates"]] == [c["summary"] for c in b["candidates"]]
+        assert len(b["candidates"]) == 4 and all("score" in c for c in b["candidates"])
+    assert [c["summary"] for r in alone for c in r["candidates"]] != [
+        c["summary"] for r in first for c in r["candidates"]
+    ]
 
 
 def launch_two(command: list[str]) -> subprocess.CompletedProcess:
@@ -297,6 +347,8 @@ def test_rlaif_run_evaluates_and_reports_every_method(tmp_path):
     assert all(metrics["systems"][m]["n"] == 4 for m in methods)
     best = [json.loads(line) for line in (run / "eval" / "generations" / "best_of_n.jsonl").read_text().splitlines()]
     assert {r["from"] for r in best} == {"best_of_n/summaries.jsonl"}
+    reused = json.loads((run / "best_of_n_rlhf" / "metrics.json").read_text())
+    assert reused["posts_reused_samples"] == 4 and reused["posts_sampled_now"] == 0  # the RLAIF arm's samples
     report = (run / "report" / "report.md").read_text()
     for m in methods:
         assert f"## Stage {m}" in report

@@ -159,8 +159,12 @@ class BestOfNConfig:
     max_new_tokens: int = 53
     """Token cap of each sample; evaluate.max_new_tokens is the other systems' cap, keep them equal."""
     sample_batch_size: int = 16
-    """Samples per forward while sampling one post's n (n is cut into chunks of this)."""
+    """Rows per sampling call: sample_batch_size // n posts are sampled together (n rows each, the
+    prompt read once for its n); when n is larger, one post's n are cut into calls of this. The posts
+    of a call share one seeded generator, so changing this changes the samples. [P14]"""
     score_batch_size: int = 16
     """Summaries per reward-model forward."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    """Weights dtype of the SFT policy while sampling and of the reward model while scoring."""
+    """Weights dtype of the SFT policy while sampling."""
+    score_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Weights dtype of the reward model while scoring (float32: the scores evaluate and frontier compute)."""

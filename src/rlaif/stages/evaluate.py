@@ -9,12 +9,16 @@ reference is a system too, on posts that have one. Each `A:B` comparison is judg
 the judge's position bias and a length-controlled win rate; each system gets its mean reward-model
 score, length and ROUGE-L against the references, and each policy its paired per-post difference to
 SFT on those. All three caches are append-only, so a killed
-run resumes where it stopped.
+run resumes where it stopped. They also outlive a stale rerun (Stage.keeps): every row records what it
+was computed from (the system's stage run, the reward model's run, the judge, the texts), so adding a
+method to a finished run decodes, scores and judges only what changed [E11].
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gc
+import hashlib
 import json
 import time
 
@@ -59,20 +63,21 @@ def run(ctx: StageContext) -> dict:
 
     # 1. summaries: each policy greedily, with one token cap; cached per system
     summaries: dict[str, dict[str, dict]] = {}
+    cached = {"summaries": 0}
     for policy in pipeline.policies(cfg):
-        summaries[policy.name] = _summaries(ctx, policy, tokenizer, records)
+        summaries[policy.name], found = _summaries(ctx, policy, tokenizer, records)
+        cached["summaries"] += found
     if references:
         summaries[REFERENCE] = {i: {"summary": s, "ended_with_eos": None} for i, s in references.items()}
     text = {system: {i: row["summary"] for i, row in rows.items()} for system, rows in summaries.items()}
 
     # 2. reward-model scores of every system, references included
-    rm_scores = {
-        rm.name: _rm_scores(ctx, rm.name, text, prompts, settings, device) for rm in pipeline.reward_models(cfg)
-    }
+    rm_scores, cached["rm_scores"] = _rm_scores(ctx, [rm.name for rm in pipeline.reward_models(cfg)], text, prompts,
+                                                settings, device)  # fmt: skip
 
     # 3. the judge, both orders per pair
     comparisons = [c for c in settings.comparisons if all(s in text for s in c.split(":"))]
-    judgements = _judge(ctx.dir, comparisons, text, prompts, settings) if comparisons else {}
+    judgements, cached["judgements"] = _judge(ctx.dir, comparisons, text, prompts, settings)
 
     metrics = {
         "posts": len(ids),
@@ -104,6 +109,8 @@ def run(ctx: StageContext) -> dict:
             for s in summaries
             if s not in ("sft", REFERENCE) and "sft" in summaries
         },
+        # rows already in the caches when the stage started (a resume's, or an earlier evaluation's) [E11]
+        "cached_rows": cached,
         "seconds": round(time.time() - t0, 2),
     }
     with start_tracking(cfg, ctx.stage.name) as tracker:
@@ -117,13 +124,26 @@ def run(ctx: StageContext) -> dict:
     return metrics
 
 
-def _summaries(ctx: StageContext, policy: pipeline.Stage, tokenizer, records: list[dict]) -> dict[str, dict]:
-    """id -> summary row of one system, cached in generations/<system>.jsonl [E01]. A policy that writes
-    its own summaries (summaries.jsonl) is read; a model is decoded, except for posts whose greedy
-    summary another stage already wrote with the same settings (its heldout.jsonl) [E09]."""
+def _summaries(
+    ctx: StageContext, policy: pipeline.Stage, tokenizer, records: list[dict]
+) -> tuple[dict[str, dict], int]:
+    """id -> summary row of one system, cached in generations/<system>.jsonl [E01], and how many rows the
+    cache held. A policy that writes its own summaries (summaries.jsonl) is read; a model is decoded,
+    except for posts whose greedy summary another stage already wrote with the same settings (its
+    heldout.jsonl) [E09]. A cached row is kept while the system's stage run, the prompt and the
+    generation settings are those it was made with [E11]."""
     ids = [r["id"] for r in records]
-    with AppendLog(ctx.dir / "generations" / f"{policy.name}.jsonl") as log:
+    prompts = {r["id"]: r["prompt"] for r in records}
+    run = ctx.rundir.identity(policy.name)
+    wanted = None if policy.writes_summaries else generation_settings(ctx.section.max_new_tokens, ctx.section.dtype)
+
+    def valid(row: dict) -> bool:
+        return row.get("system_run") == run and row.get("prompt") == prompts.get(row["id"]) and (
+            row.get("generation") == wanted)  # fmt: skip
+
+    with AppendLog(ctx.dir / "generations" / f"{policy.name}.jsonl", keep=valid) as log:
         done = {row["id"]: row for row in log.rows}
+        found = len(done)
         if policy.writes_summaries:
             own = {row["id"]: row for row in read_jsonl(ctx.artifact(policy.name, "summaries.jsonl"))}
             missing = [i for i in ids if i not in own]
@@ -139,6 +159,7 @@ def _summaries(ctx: StageContext, policy: pipeline.Stage, tokenizer, records: li
             known = _reused(ctx, policy.name, records)
         for i, row in known.items():
             if i not in done:
+                row = {**row, "prompt": prompts[i], "generation": wanted, "system_run": run}
                 log.append(row)
                 done[i] = row
         todo = [r for r in records if r["id"] not in done]
@@ -153,10 +174,10 @@ def _summaries(ctx: StageContext, policy: pipeline.Stage, tokenizer, records: li
                 desc=f"eval generate {policy.name}",
             )
             for row in rows:
-                row = {"system": policy.name, **row}
+                row = {"system": policy.name, **row, "system_run": run}
                 log.append(row)
                 done[row["id"]] = row
-    return {i: done[i] for i in ids}
+    return {i: done[i] for i in ids}, found
 
 
 def _reused(ctx: StageContext, system: str, records: list[dict]) -> dict[str, dict]:
@@ -185,40 +206,73 @@ def _reused(ctx: StageContext, system: str, records: list[dict]) -> dict[str, di
     return {}
 
 
-def _rm_scores(ctx: StageContext, rm: str, text, prompts, settings, device) -> dict[str, dict[str, float]]:
-    """system -> id -> score of reward model `rm` (a stage name); cached in rm_scores.jsonl. [E06]"""
+def _rm_scores(ctx: StageContext, reward_models: list[str], text, prompts, settings, device):
+    """rm -> system -> id -> score of every reward model (a stage name), cached in rm_scores.jsonl, and how
+    many rows the cache held [E06]. A row is kept while the reward model's stage run, the dtype and the
+    scored prompt and summary are those it was made with [E11]."""
     from rlaif.reward.model import load_reward_model, score
 
-    with AppendLog(ctx.dir / "rm_scores.jsonl") as log:
-        done: dict[str, dict[str, float]] = {system: {} for system in text}
-        for row in log.rows:
-            if row["rm"] == rm:
-                done[row["system"]][row["id"]] = row["score"]
-        todo = [(system, i) for system, by_id in text.items() for i in by_id if i not in done[system]]
-        posts = list(dict.fromkeys(i for _, i in todo))
-        model = tokenizer = None
-        # every system's summary of a few posts per call: each post's prompt is encoded once for all of them [D56]
-        for start in range(0, len(posts), RM_POSTS):
-            if model is None:
-                model, tokenizer = load_reward_model(str(ctx.artifact(rm, "model")), dtype=settings.dtype)
-                model.to(device)
-            chunk = set(posts[start : start + RM_POSTS])
-            part = [(system, i) for system, i in todo if i in chunk]
-            scores = score(model, tokenizer, [prompts[i] for _, i in part], [text[s][i] for s, i in part], RM_BATCH)
-            for (system, i), value in zip(part, scores.tolist()):
-                log.append({"rm": rm, "system": system, "id": i, "score": value})
-                done[system][i] = value
-        del model
-        gc.collect()
-    return done
+    runs = {rm: ctx.rundir.identity(rm) for rm in reward_models}
+
+    def valid(row: dict) -> bool:
+        summary = text.get(row["system"], {}).get(row["id"])
+        return (runs.get(row["rm"]) == row.get("rm_run") and row.get("dtype") == settings.dtype
+                and summary is not None and row.get("key") == _text_key(prompts[row["id"]], summary))  # fmt: skip
+
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    with AppendLog(ctx.dir / "rm_scores.jsonl", keep=valid) as log:
+        found = len(log.rows)
+        for rm in reward_models:
+            done: dict[str, dict[str, float]] = {system: {} for system in text}
+            for row in log.rows:
+                if row["rm"] == rm:
+                    done[row["system"]][row["id"]] = row["score"]
+            todo = [(system, i) for system, by_id in text.items() for i in by_id if i not in done[system]]
+            posts = list(dict.fromkeys(i for _, i in todo))
+            model = tokenizer = None
+            # every system's summary of a few posts per call: each post's prompt is encoded once for all of them [D56]
+            for start in range(0, len(posts), RM_POSTS):
+                if model is None:
+                    model, tokenizer = load_reward_model(str(ctx.artifact(rm, "model")), dtype=settings.dtype)
+                    model.to(device)
+                chunk = set(posts[start : start + RM_POSTS])
+                part = [(system, i) for system, i in todo if i in chunk]
+                scores = score(model, tokenizer, [prompts[i] for _, i in part], [text[s][i] for s, i in part], RM_BATCH)
+                for (system, i), value in zip(part, scores.tolist()):
+                    log.append({"rm": rm, "system": system, "id": i, "score": value, "rm_run": runs[rm],
+                                "dtype": settings.dtype, "key": _text_key(prompts[i], text[system][i])})  # fmt: skip
+                    done[system][i] = value
+            del model
+            gc.collect()
+            out[rm] = done
+    return out, found
 
 
-def _judge(out_dir, comparisons, text, prompts, settings) -> dict[str, list[dict]]:
-    """comparison -> judgement rows; only pairs missing from judgements.jsonl are sent to the judge."""
+def _text_key(*texts: str) -> str:
+    """A short digest of the texts a cached row was computed from."""
+    return hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
+
+
+def _judge(out_dir, comparisons, text, prompts, settings) -> tuple[dict[str, list[dict]], int]:
+    """comparison -> judgement rows, and how many rows judgements.jsonl held; only pairs missing from it
+    are sent to the judge. A row is kept while the judge (backend, model, settings, prompt) and the
+    post and both summaries are those it was made with [E11]."""
     from rlaif.labelers.base import make_labeler
 
     prompt = eval_prompt(settings)
-    with AppendLog(out_dir / "judgements.jsonl") as log:
+    judge = json.dumps({"judge": dataclasses.asdict(settings.judge), "prompt": prompt.record()}, sort_keys=True)
+
+    def key(comparison: str, i: str) -> str | None:
+        a, b = comparison.split(":")
+        if i not in text.get(a, {}) or i not in text.get(b, {}):
+            return None
+        return _text_key(judge, prompts[i], text[a][i], text[b][i])
+
+    def valid(row: dict) -> bool:
+        return row.get("key") is not None and row.get("key") == key(row["comparison"], row["id"])
+
+    with AppendLog(out_dir / "judgements.jsonl", keep=valid) as log:
+        found = len(log.rows)
         done = {(row["comparison"], row["id"]): row for row in log.rows}
         # Post-major order: every comparison of a post sits in one judge call, so a backend that
         # caches the post (hf_local [L02]) encodes it once for all of them. [E07]
@@ -235,10 +289,11 @@ def _judge(out_dir, comparisons, text, prompts, settings) -> dict[str, list[dict
                     if row is None:  # a transport failure: retried by a rerun, never scored
                         failed += 1
                         continue
+                    row["key"] = key(row["comparison"], row["id"])
                     log.append(row)
                     done[(row["comparison"], row["id"])] = row
     if failed:
         raise RuntimeError(
             f"{failed} judge requests failed after retries; rerun `rlaif evaluate` to retry just those pairs"
         )
-    return {c: [done[(c, i)] for i in ids if (c, i) in done] for c in comparisons}
+    return {c: [done[(c, i)] for i in ids if (c, i) in done] for c in comparisons}, found
