@@ -193,10 +193,12 @@ class RunDir:
         upstream: tuple[str, ...] = (),
         data: list[DatasetConfig] = (),
         fingerprint: str | None = None,
+        keep_caches: bool = True,
     ) -> StageRun:
         """Mark `stage` running; keep its partial outputs only when they were made with exactly these
-        inputs and settings (a resume), wipe them otherwise. `fingerprint`: when the caller computed it
-        already (rlaif.stages.run_stage); else it is computed from section, upstream and data."""
+        inputs and settings (a resume), wipe them otherwise, except the caches the registry says it
+        keeps (Stage.keeps) unless `keep_caches` is False (`--force`). `fingerprint`: when the caller
+        computed it already (rlaif.stages.run_stage); else it is computed from section, upstream and data."""
         if fingerprint is None:
             fingerprint = self.fingerprint(stage, section, upstream, list(data))
         out = self.stage_dir(stage)
@@ -205,7 +207,7 @@ class RunDir:
         barrier()  # every rank has read the old entry before rank 0 rewrites it
         if is_main_process():
             if out.exists() and not resumed:
-                _wipe(out, keep=next((s.keeps for s in pipeline.STAGES if s.name == stage), ()))
+                _wipe(out, keep=next((s.keeps for s in pipeline.STAGES if s.name == stage and keep_caches), ()))
             out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.root / "config.yaml", to_yaml(self.cfg))
             self._update(

@@ -71,7 +71,7 @@ class Stage:
     """Outputs kept when a stale stage reruns (the rest of its folder is wiped): caches whose every row
     records what it was computed from, so the stage drops the rows that no longer match (evaluate's
     summaries, reward-model scores and judgements: adding a method to a finished run decodes and
-    judges only what is new) [E11]."""
+    judges only what is new; `--force` wipes them too) [E11]."""
     single_process: bool = False
     """Inference that appends rows: several ranks would write them twice, so a multi-process launch is refused."""
     options: tuple[tuple[str, str], ...] = ()

@@ -140,6 +140,11 @@ def test_a_changed_evaluation_recomputes_only_what_changed(eval_run, tiny_config
         metrics = json.loads((d / "metrics.json").read_text())
         assert metrics["cached_rows"] == {"summaries": 2 * N_POSTS, "rm_scores": 2 * 3 * N_POSTS,
                                           "judgements": 2 * N_POSTS}  # fmt: skip
+        before = len(server.requests)
+        assert run_stage(pipeline.stage("evaluate"), cfg, force=True)  # --force: nothing kept
+        assert len(server.requests) - before == 3 * N_POSTS * 2
+        assert json.loads((d / "metrics.json").read_text())["cached_rows"] == {"summaries": 0, "rm_scores": 0,
+                                                                               "judgements": 0}  # fmt: skip
     assert (d / "generations" / "sft.jsonl").read_bytes() == sft_rows  # never decoded again
     assert len(read_jsonl(d / "generations" / "rl.jsonl")) == N_POSTS
     assert len(read_jsonl(d / "rm_scores.jsonl")) == 2 * 4 * N_POSTS

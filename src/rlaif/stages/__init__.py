@@ -73,7 +73,7 @@ def run_stage(stage: Stage, cfg: PipelineConfig, force: bool = False, **options)
             flush=True,
         )
         return False
-    out = rundir.begin(stage.name, section, upstream, fingerprint=fingerprint)
+    out = rundir.begin(stage.name, section, upstream, fingerprint=fingerprint, keep_caches=not force)
     try:
         metrics = module.run(StageContext(cfg, rundir, stage, out))
     except Exception as e:
