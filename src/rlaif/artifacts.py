@@ -207,7 +207,8 @@ class RunDir:
         barrier()  # every rank has read the old entry before rank 0 rewrites it
         if is_main_process():
             if out.exists() and not resumed:
-                _wipe(out, keep=next((s.keeps for s in pipeline.STAGES if s.name == stage and keep_caches), ()))
+                keeps = next((s.keeps for s in pipeline.STAGES if s.name == stage), ()) if keep_caches else ()
+                _wipe(out, keep=keeps)
             out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.root / "config.yaml", to_yaml(self.cfg))
             self._update(

@@ -472,6 +472,11 @@ def reward_models(cfg: PipelineConfig) -> list[Stage]:
     return [s for s in STAGES if s.role == "reward_model" and s.enabled(cfg)]
 
 
+def best_of_n_stages(cfg: PipelineConfig) -> list[Stage]:
+    """The policies that write best-of-n candidates (candidates.jsonl): best_of_n and its RLHF twin."""
+    return [s for s in policies(cfg) if "candidates.jsonl" in s.artifacts]
+
+
 REFERENCE = "reference"
 """The human reference summary, a system of its own on posts that have one."""
 

@@ -158,9 +158,9 @@ def samples_of_other_arms(ctx: StageContext, generation: dict, records: list[dic
     already sampled with the same generation settings and prompt: the samples this stage would draw. [P15]"""
     prompts = {r["id"]: r["prompt"] for r in records}
     out: dict[str, dict] = {}
-    for other in pipeline.policies(ctx.cfg):
+    for other in pipeline.best_of_n_stages(ctx.cfg):
         path = ctx.rundir.stage_dir(other.name) / "candidates.jsonl"
-        if other.name == ctx.stage.name or "candidates.jsonl" not in other.artifacts or not path.exists():
+        if other.name == ctx.stage.name or not path.exists():
             continue
         for row in read_complete(path):
             if row["id"] not in out and row.get("generation") == generation and prompts.get(row["id"]) == row["prompt"]:

@@ -34,10 +34,6 @@ def trajectories(cfg, rundir) -> list[pipeline.Stage]:
     ]  # fmt: skip
 
 
-def best_of_n_stages(cfg) -> list[pipeline.Stage]:
-    return [s for s in pipeline.policies(cfg) if "candidates.jsonl" in s.artifacts]
-
-
 def own_and_other(stage: pipeline.Stage, reward_models: list[str]) -> tuple[str | None, str | None]:
     """A method's own reward model (the one it optimised against, else its arm's) and the other arm's."""
     by_arm = {s.arm: s.name for s in pipeline.STAGES if s.role == "reward_model" and s.name in reward_models}
@@ -88,7 +84,7 @@ def run(ctx: StageContext) -> dict:
     # 2. best-of-n candidates as the best_of_n stages wrote them, each already scored by its own RM
     candidates = {
         s.name: [row for row in read_jsonl(ctx.artifact(s.name, "candidates.jsonl")) if row["id"] in prompts]
-        for s in best_of_n_stages(cfg)
+        for s in pipeline.best_of_n_stages(cfg)
     }  # the frontier's posts only: the first frontier.posts of data.eval
 
     # 3. every text scored by every reward model (a candidate's own score is reused), cached
